@@ -1,0 +1,9 @@
+"""Built-in extractors: every module here registers one extractor with @register_extractor."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")

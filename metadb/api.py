@@ -1,0 +1,77 @@
+"""The Python API the CLI is a thin layer over: every command is one call here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from metadb import catalog, queries, store
+from metadb.errors import MetadbError
+from metadb.ingest import IngestResult, ingest  # noqa: F401  (re-exported)
+
+Rows = tuple[list[str], list[tuple]]
+
+
+def _select(db: str | Path | None, sql: str, params: list[Any] | None = None) -> Rows:
+    con = store.connect(db, read_only=True)
+    try:
+        rel = con.execute(sql, params or [])
+        return [d[0] for d in rel.description], rel.fetchall()
+    finally:
+        con.close()
+
+
+def datasets(db: str | Path | None = None) -> Rows:
+    return _select(db, """SELECT name, title, modality, domain, label_type, n_images, n_classes,
+                                 derived_from, ingested_at FROM datasets WHERE NOT is_stub ORDER BY name""")
+
+
+def known_datasets() -> Rows:
+    cols = ["name", "title", "modality", "anatomy", "domain", "label_type", "layout", "derived_from", "licence", "url"]
+    rows = [(d.name, d.title, d.modality, d.anatomy, d.domain, d.label_type, d.layout or "", list(d.derived_from),
+             d.licence, d.url) for d in catalog.known()]
+    return cols, rows
+
+
+def show(name: str, db: str | Path | None = None) -> Rows:
+    con = store.connect(db, read_only=True)
+    try:
+        if not con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+            names = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+            raise MetadbError(f"dataset {name!r} is not in the store", f"ingested: {', '.join(names) or 'none'}")
+        rel = con.execute("""SELECT extractor, version, name, value FROM meta_features
+                             WHERE dataset = ? ORDER BY extractor, name""", [name])
+        return [d[0] for d in rel.description], rel.fetchall()
+    finally:
+        con.close()
+
+
+def sql(statement: str, db: str | Path | None = None, write: bool = False) -> Rows:
+    import duckdb
+
+    con = store.connect(db, read_only=not write)
+    try:
+        rel = con.execute(statement)
+        return ([d[0] for d in rel.description], rel.fetchall()) if rel.description else ([], [])
+    except duckdb.Error as e:
+        first = str(e).splitlines()[0]
+        hint = "writing needs --write" if "read-only" in first.lower() else None
+        raise MetadbError(f"SQL error: {first}", hint) from None
+    finally:
+        con.close()
+
+
+def query(name: str, db: str | Path | None = None, **params: Any) -> Rows:
+    con = store.connect(db, read_only=True)
+    try:
+        return queries.run(con, name, **params)
+    finally:
+        con.close()
+
+
+def migrate(db: str | Path | None = None) -> list[int]:
+    con = store.connect(db)
+    try:
+        return [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+    finally:
+        con.close()

@@ -1,0 +1,267 @@
+"""Ingest: stream a dataset through the extractors and commit it to the store atomically.
+
+Images are decoded and measured in worker processes, a bounded number of chunks in flight, so
+memory stays flat. Per-image rows stream into a staging Parquet file beside the store; the store
+itself is written only at the end, in one transaction that replaces everything about the dataset.
+An interrupted or killed ingest therefore leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+import extractors as _builtin_extractors  # noqa: F401  (registers the built-in extractors)
+from metadb import __version__, catalog, store
+from metadb.catalog import DatasetInfo
+from metadb.errors import ImageError, MetadbError
+from metadb.extract import Extractor, create_extractor, extractors
+from metadb.imageio import decode
+from metadb.loaders import Loader, create_loader
+from metadb.records import Record
+
+DEFAULT_EXTRACTORS = ("basic", "image_stats", "phash")
+CHUNK = 64
+
+CORE_COLUMNS: dict[str, pa.DataType] = {
+    "dataset": pa.string(), "image_id": pa.string(), "path": pa.string(), "label": pa.string(),
+    "labels": pa.list_(pa.string()), "split": pa.string(), "width": pa.int32(), "height": pa.int32(),
+    "channels": pa.int32(), "bit_depth": pa.int32(), "format": pa.string(), "file_bytes": pa.int64(),
+    "content_hash": pa.string(),
+}
+SQL_TO_ARROW = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "VARCHAR": pa.string(), "INTEGER": pa.int32()}
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    status: str  # "ingested" or "up-to-date"
+    images_ok: int = 0
+    images_failed: int = 0
+    seconds: float = 0.0
+    run_id: str = ""
+    fingerprint: str = ""
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.status == "up-to-date":
+            return f"{self.dataset}: up to date (fingerprint {self.fingerprint}); nothing to do (--force recomputes)"
+        failed = f", {self.images_failed} skipped (see ingest_errors)" if self.images_failed else ""
+        return f"{self.dataset}: {self.images_ok} images ingested in {self.seconds:.1f} s{failed}"
+
+
+def resolve(dataset: str | None, path: str | Path | None, name: str | None, layout: str | None,
+            modality: str | None, root: str | Path | None) -> tuple[DatasetInfo, Path]:
+    """A known dataset (catalog metadata, published layout) or an ad-hoc folder/CSV."""
+    if dataset and path:
+        raise MetadbError("use either --dataset (a known dataset) or --path (your own folder), not both")
+    if dataset:
+        info = catalog.get(dataset)
+        base = Path(root or os.environ.get("METADB_DATA") or "~/data").expanduser()
+        return info, info.locate(base)
+    if not path:
+        raise MetadbError("nothing to ingest", "pass --dataset NAME (see `metadb datasets --known`) or --path DIR --name NAME")
+    path = Path(path).expanduser()
+    name = name or path.stem
+    layout = layout or ("csv" if path.suffix.lower() == ".csv" else "imagefolder")
+    if name in catalog.catalog:
+        known = catalog.get(name)
+        return replace(known, layout=layout), path
+    if not path.exists():
+        raise MetadbError(f"{path} not found", "pass an existing folder or CSV with --path")
+    return DatasetInfo(name, name, modality or "unknown", "unknown", "medical", "single-label", "unknown",
+                       str(path.resolve()), layout=layout), path
+
+
+def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: str | Path | None = None,
+           name: str | None = None, layout: str | None = None, modality: str | None = None,
+           root: str | Path | None = None, extractor_names: Sequence[str] = DEFAULT_EXTRACTORS,
+           working_size: int = 256, workers: int | None = None, force: bool = False, strict: bool = False,
+           progress: bool | None = None, command: str = "") -> IngestResult:
+    """Ingest one dataset; the store changes only when the whole dataset has been processed."""
+    info, folder = resolve(dataset, path, name, layout, modality, root)
+    loader = create_loader(info.layout, folder, **info.loader_params())
+    loader.check()
+    if working_size < 8:
+        raise MetadbError(f"--working-size must be at least 8 pixels; got {working_size}")
+    exts = _extractors(extractor_names, working_size)
+    fingerprint = _fingerprint(loader, exts)
+    db_path = Path(db) if db is not None else store.default_path()
+    con = store.connect(db_path)
+    try:
+        row = con.execute("SELECT fingerprint FROM datasets WHERE name = ?", [info.name]).fetchone()
+        if row and row[0] == fingerprint and not force:
+            return IngestResult(info.name, "up-to-date", fingerprint=fingerprint)
+        shutil.rmtree(Path(f"{db_path}.staging"), ignore_errors=True)  # left by a killed run; we hold the lock
+        run_id = uuid.uuid4().hex[:12]
+        staging = Path(f"{db_path}.staging") / run_id
+        try:
+            return _run(con, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
+                        workers, strict, progress, command)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            _remove_if_empty(staging.parent)
+    finally:
+        con.close()
+
+
+def _extractors(names: Sequence[str], working_size: int) -> list[Extractor]:
+    names = list(dict.fromkeys(["basic", *names]))  # class counts always come from `basic`
+    out = []
+    for n in names:
+        cls = extractors.entry(n).factory
+        out.append(create_extractor(n, working_size=working_size) if cls.needs_pixels else create_extractor(n))
+    return out
+
+
+def _fingerprint(loader: Loader, exts: list[Extractor]) -> str:
+    spec = [(e.name, e.version, e.params()) for e in exts]
+    return hashlib.sha256((loader.fingerprint() + json.dumps(spec, sort_keys=True)).encode()).hexdigest()[:16]
+
+
+def _schema(exts: list[Extractor]) -> pa.Schema:
+    fields = dict(CORE_COLUMNS)
+    for e in exts:
+        for col, sql_type in e.image_columns.items():
+            fields[col] = SQL_TO_ARROW[sql_type]
+    return pa.schema(list(fields.items()))
+
+
+def process_chunk(dataset: str, records: list[Record], exts: list[Extractor], working_size: int):
+    """Worker: decode and measure a chunk; returns (rows, partials, errors)."""
+    partials = [e.new_partial() for e in exts]
+    need_pixels = any(e.needs_pixels for e in exts)
+    rows, errors = [], []
+    for r in records:
+        row: dict[str, Any] = {"dataset": dataset, "image_id": r.image_id, "path": r.path, "label": r.label,
+                               "labels": list(r.labels), "split": r.split}
+        image = None
+        if need_pixels:
+            try:
+                image = decode(r, working_size)
+            except ImageError as e:
+                errors.append((r.path, e.message))
+                continue
+            row.update(width=image.width, height=image.height, channels=image.channels,
+                       bit_depth=image.bit_depth, format=image.fmt, file_bytes=image.nbytes,
+                       content_hash=image.content_hash)
+        for e, p in zip(exts, partials):
+            row.update(e.update(p, image, r))
+        rows.append(row)
+    return rows, partials, errors
+
+
+def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
+    it = iter(records)
+    while chunk := list(islice(it, CHUNK)):
+        yield chunk
+
+
+def _results(dataset: str, loader: Loader, exts: list[Extractor], working_size: int, workers: int):
+    """Chunk results in order; at most 2 chunks per worker in flight, so memory stays flat."""
+    chunks = _chunks(loader.records())
+    if workers <= 1:
+        for c in chunks:
+            yield len(c), process_chunk(dataset, c, exts, working_size)
+        return
+    ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ctx.Pool(workers) as pool:
+        pending: deque = deque()
+        for c in chunks:
+            pending.append((len(c), pool.apply_async(process_chunk, (dataset, c, exts, working_size))))
+            if len(pending) >= 2 * workers:
+                n, res = pending.popleft()
+                yield n, res.get()
+        while pending:
+            n, res = pending.popleft()
+            yield n, res.get()
+
+
+def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor], fingerprint: str,
+         run_id: str, staging: Path, working_size: int, workers: int | None, strict: bool,
+         progress: bool | None, command: str) -> IngestResult:
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    staging.mkdir(parents=True, exist_ok=True)
+    parquet = staging / "images.parquet"
+    schema = _schema(exts)
+    partials = [e.new_partial() for e in exts]
+    errors: list[tuple[str, str]] = []
+    n_ok = 0
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(desc=f"ingest {info.name}", unit="img", disable=None if progress is None else not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    with pq.ParquetWriter(parquet, schema) as writer, bar:
+        for n, (rows, parts, errs) in _results(info.name, loader, exts, working_size, workers):
+            if errs and strict:
+                path, reason = errs[0]
+                raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
+            if rows:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            partials = [e.merge(a, b) for e, a, b in zip(exts, partials, parts)]
+            errors.extend(errs)
+            n_ok += len(rows)
+            bar.update(n)
+    if n_ok == 0:
+        detail = f"; first error: {errors[0][0]}: {errors[0][1]}" if errors else ""
+        raise MetadbError(f"{folder}: no readable images{detail}")
+    features = {e.name: e.finalize(p) for e, p in zip(exts, partials)}
+    class_counts = partials[[e.name for e in exts].index("basic")]["class_counts"]
+    ended = datetime.now(timezone.utc).replace(tzinfo=None)
+    params = {"working_size": working_size, "extractors": [e.name for e in exts], **info.loader_params()}
+    with store.transaction(con):
+        _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint,
+               run_id, errors, params, started, ended, n_ok, command)
+    return IngestResult(info.name, "ingested", n_ok, len(errors), time.perf_counter() - t0, run_id,
+                        fingerprint, errors)
+
+
+def _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint, run_id,
+           errors, params, started, ended, n_ok, command) -> None:
+    for table, key in (("images", "dataset"), ("classes", "dataset"), ("meta_features", "dataset"),
+                       ("ingest_errors", "dataset"), ("datasets", "name")):
+        con.execute(f"DELETE FROM {table} WHERE {key} = ?", [info.name])
+    con.execute(
+        "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, ?)",
+        [info.name, info.title, info.modality, info.anatomy, info.domain, loader.label_type or info.label_type,
+         info.licence, info.url, list(info.derived_from), info.layout, str(Path(folder).resolve()),
+         json.dumps(info.loader_params()), n_ok, len(class_counts), fingerprint, ended],
+    )
+    con.executemany("INSERT INTO classes VALUES (?, ?, ?)",
+                    [[info.name, label, count] for label, count in sorted(class_counts.items())])
+    cols = ", ".join(schema.names)
+    con.execute(f"INSERT INTO images ({cols}) SELECT {cols} FROM read_parquet(?)", [str(parquet)])
+    con.executemany(
+        "INSERT INTO meta_features VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [[info.name, e.name, e.version, k, v, json.dumps(e.params(), sort_keys=True), run_id, ended]
+         for e in exts for k, v in features[e.name].items()],
+    )
+    con.execute("INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
+                [run_id, info.name, command, __version__, json.dumps(params, default=str), started, ended,
+                 n_ok, len(errors), fingerprint])
+    con.executemany("INSERT INTO ingest_errors VALUES (?, ?, ?, ?)",
+                    [[run_id, info.name, p, reason] for p, reason in errors])
+    store.refresh_wide_view(con)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

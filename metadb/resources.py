@@ -1,0 +1,20 @@
+"""Find the SQL that ships with metadb: from a checkout or editable install, or from the wheel."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def sql_dir(kind: str) -> Path:
+    """`schema` or `queries`: the checkout's top-level folder, else the wheel's metadb._<kind>."""
+    local = _CHECKOUT / kind
+    if local.is_dir() and any(local.glob("*.sql")):
+        return local
+    return Path(str(resources.files(f"metadb._{kind}")))
+
+
+def sql_files(kind: str) -> list[Path]:
+    return sorted(sql_dir(kind).glob("*.sql"))
