@@ -9,11 +9,10 @@ import click
 import duckdb
 
 from metadb import api, queries
+from metadb.commands import all_commands, db_option
 from metadb.errors import MetadbError
 from metadb.output import output_options, render
 
-db_option = click.option("--db", envvar="METADB_DB", type=click.Path(dir_okay=False), default=None,
-                         help="Store file (default ./metadb.duckdb, or $METADB_DB).")
 
 
 class Group(click.Group):
@@ -157,6 +156,10 @@ def list_layouts(fmt: str) -> None:
     from metadb.loaders import loaders
 
     render(["name", "version", "summary"], [(e.name, e.version, e.summary) for e in loaders.entries()], fmt=fmt)
+
+
+for _command in all_commands():
+    cli.add_command(_command)
 
 
 def main() -> None:
