@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -25,9 +26,19 @@ class Group(click.Group):
             raise click.ClickException(str(e)) from None
         except duckdb.Error as e:
             raise click.ClickException(f"database error: {str(e).splitlines()[0]}") from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
         except KeyboardInterrupt:
             click.echo("interrupted; the store is unchanged", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # output piped into `head`: not an error
+            sys.stderr.close()
+            ctx.exit(0)
+        except Exception as e:  # a bug, not bad input: one line, traceback on request
+            if os.environ.get("METADB_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error {type(e).__name__}: {e}; rerun with METADB_DEBUG=1 for the traceback") from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -164,3 +175,7 @@ for _command in all_commands():
 
 def main() -> None:
     cli(prog_name="metadb")
+
+
+if __name__ == "__main__":
+    main()

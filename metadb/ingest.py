@@ -243,11 +243,11 @@ def _write(con, info, folder, loader, exts, features, class_counts, parquet, sch
          info.licence, info.url, list(info.derived_from), info.layout, str(Path(folder).resolve()),
          json.dumps(info.loader_params()), n_ok, len(class_counts), fingerprint, ended],
     )
-    con.executemany("INSERT INTO classes VALUES (?, ?, ?)",
+    _insert_many(con, "INSERT INTO classes VALUES (?, ?, ?)",
                     [[info.name, label, count] for label, count in sorted(class_counts.items())])
     cols = ", ".join(schema.names)
     con.execute(f"INSERT INTO images ({cols}) SELECT {cols} FROM read_parquet(?)", [str(parquet)])
-    con.executemany(
+    _insert_many(con, 
         "INSERT INTO meta_features VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [[info.name, e.name, e.version, k, v, json.dumps(e.params(), sort_keys=True), run_id, ended]
          for e in exts for k, v in features[e.name].items()],
@@ -255,9 +255,14 @@ def _write(con, info, folder, loader, exts, features, class_counts, parquet, sch
     con.execute("INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
                 [run_id, info.name, command, __version__, json.dumps(params, default=str), started, ended,
                  n_ok, len(errors), fingerprint])
-    con.executemany("INSERT INTO ingest_errors VALUES (?, ?, ?, ?)",
+    _insert_many(con, "INSERT INTO ingest_errors VALUES (?, ?, ?, ?)",
                     [[run_id, info.name, p, reason] for p, reason in errors])
     store.refresh_wide_view(con)
+
+
+def _insert_many(con, sql: str, rows: list[list[Any]]) -> None:
+    if rows:  # DuckDB refuses executemany with no parameter sets
+        con.executemany(sql, rows)
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
@@ -51,9 +52,10 @@ class Loader(ABC):
         """Changes when any input file is added, removed, resized or touched, or params change."""
         h = hashlib.sha256()
         h.update(json.dumps([type(self).__name__, self.params], sort_keys=True, default=str).encode())
+        base = self.root if self.root.is_dir() else self.root.parent
         for f in sorted(self.input_files()):
             st = f.stat()
-            h.update(f"{f.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{os.path.relpath(f, base)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
 
     def require(self, path: Path, what: str) -> Path:

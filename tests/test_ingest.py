@@ -1,0 +1,186 @@
+"""Ingest: exact statistics, mergeable partials, idempotence, bad images, atomicity under kill -9."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats
+
+from conftest import real_patches, write_imagefolder
+from metadb import api
+from metadb.errors import MetadbError
+
+CLASSES = {"brick": "brick", "grass": "grass", "gravel": "gravel"}
+
+
+def _rows(db, sql, params=()):
+    con = duckdb.connect(db, read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def _features(db, dataset):
+    return dict(_rows(db, "SELECT name, value FROM meta_features WHERE dataset = ?", [dataset]))
+
+
+@pytest.fixture
+def textures(tmp_path) -> Path:
+    return write_imagefolder(tmp_path / "tex", CLASSES, size=64, n=5)
+
+
+def test_statistics_match_a_direct_numpy_computation(db, textures):
+    result = api.ingest(db, path=textures, name="tex", workers=1)
+    assert (result.status, result.images_ok, result.images_failed) == ("ingested", 15, 0)
+    pixels = np.concatenate([np.asarray(Image.open(p), dtype=np.float64).ravel() / 255.0
+                             for p in sorted(textures.rglob("*.png"))])
+    f = _features(db, "tex")
+    assert f["n_images"] == 15 and f["n_classes"] == 3 and f["imbalance_ratio"] == 1.0
+    assert f["class_entropy"] == pytest.approx(np.log2(3), abs=1e-12)
+    assert f["intensity_mean"] == pytest.approx(pixels.mean(), abs=1e-6)  # float32 luma
+    assert f["intensity_std"] == pytest.approx(pixels.std(), abs=1e-6)
+    assert f["intensity_skewness"] == pytest.approx(stats.skew(pixels), abs=1e-4)
+    assert f["intensity_kurtosis"] == pytest.approx(stats.kurtosis(pixels), abs=1e-4)
+    hist = np.bincount(np.round(pixels * 255).astype(int), minlength=256)
+    assert f["histogram_entropy"] == pytest.approx(stats.entropy(hist, base=2), abs=1e-9)
+    assert f["width_median"] == 64 and f["channels_mode"] == 1 and f["bit_depth_max"] == 8
+    assert _rows(db, "SELECT label, count FROM classes WHERE dataset = 'tex' ORDER BY label") == [
+        ("brick", 5), ("grass", 5), ("gravel", 5)]
+    per_image = _rows(db, "SELECT count(*), count(DISTINCT phash), min(width), max(height) FROM images WHERE dataset='tex'")
+    assert per_image == [(15, 15, 64, 64)]
+
+
+def test_parallel_chunks_merge_to_the_single_pass_answer(tmp_path):
+    folder = write_imagefolder(tmp_path / "tex", CLASSES, size=32, n=60)  # 180 images: 3 chunks
+    one, two = str(tmp_path / "one.duckdb"), str(tmp_path / "two.duckdb")
+    api.ingest(one, path=folder, name="tex", workers=1)
+    api.ingest(two, path=folder, name="tex", workers=2)
+    a, b = _features(one, "tex"), _features(two, "tex")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-12, abs=1e-15), k
+    q = "SELECT image_id, phash, intensity_mean FROM images ORDER BY image_id"
+    assert _rows(one, q) == _rows(two, q)
+
+
+def test_reingest_is_a_no_op_until_the_data_changes(db, textures):
+    api.ingest(db, path=textures, name="tex", workers=1)
+    assert api.ingest(db, path=textures, name="tex", workers=1).status == "up-to-date"
+    assert api.ingest(db, path=textures, name="tex", workers=1, force=True).status == "ingested"
+    Image.fromarray(real_patches("camera", 64, 1)[0]).save(textures / "brick" / "new.png")
+    again = api.ingest(db, path=textures, name="tex", workers=1)
+    assert (again.status, again.images_ok) == ("ingested", 16)
+    assert _rows(db, "SELECT n_images FROM datasets WHERE name = 'tex'") == [(16,)]
+    assert _rows(db, "SELECT count(*) FROM images WHERE dataset = 'tex'") == [(16,)]
+    assert _rows(db, "SELECT count(*) FROM ingest_runs WHERE dataset = 'tex'") == [(3,)]
+
+
+def _bad_images(folder: Path) -> dict[str, str]:
+    good = io.BytesIO()
+    Image.fromarray(real_patches("camera", 128, 1)[0]).save(good, "JPEG")
+    (folder / "brick" / "empty.png").write_bytes(b"")
+    (folder / "brick" / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 3])
+    (folder / "grass" / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    (folder / "grass" / "notes.tif").write_text("not an image at all")
+    return {"brick/empty.png": "zero-byte", "brick/truncated.jpg": "not a readable image",
+            "grass/garbage.png": "not a readable image", "grass/notes.tif": "not a readable image"}
+
+
+def test_bad_images_are_recorded_and_skipped(db, textures):
+    expected = _bad_images(textures)
+    result = api.ingest(db, path=textures, name="tex", workers=1)
+    assert (result.images_ok, result.images_failed) == (15, 4)
+    errors = dict(_rows(db, "SELECT path, reason FROM ingest_errors WHERE dataset = 'tex'"))
+    assert errors.keys() == expected.keys()
+    for path, reason in expected.items():
+        assert errors[path].startswith(reason), (path, errors[path])
+        assert "\n" not in errors[path]
+    assert _rows(db, "SELECT images_ok, images_failed FROM ingest_runs") == [(15, 4)]
+
+
+def test_strict_fails_on_the_first_bad_image_and_writes_nothing(db, textures, tmp_path):
+    other = write_imagefolder(tmp_path / "other", {"a": "camera"}, size=64, n=2)
+    api.ingest(db, path=other, name="other", workers=1)
+    before = _rows(db, "SELECT name, n_images, fingerprint FROM datasets")
+    _bad_images(textures)
+    with pytest.raises(MetadbError, match=r"brick/empty.png: zero-byte file; fix or remove it"):
+        api.ingest(db, path=textures, name="tex", workers=1, strict=True)
+    assert _rows(db, "SELECT name, n_images, fingerprint FROM datasets") == before
+    assert _rows(db, "SELECT count(*) FROM images WHERE dataset = 'tex'") == [(0,)]
+    assert not Path(f"{db}.staging").exists()
+
+
+def test_large_jpeg_is_decoded_at_the_working_resolution_and_header_size_kept(db, tmp_path):
+    folder = tmp_path / "big" / "fundus"
+    folder.mkdir(parents=True)
+    import skimage.data
+
+    Image.fromarray(skimage.data.retina()[:1024, :1024]).save(folder / "a.jpg", quality=90)
+    api.ingest(db, path=tmp_path / "big", name="big", workers=1, working_size=128)
+    assert _rows(db, "SELECT width, height, channels, format FROM images") == [(1024, 1024, 3, "jpeg")]
+    params = _rows(db, "SELECT params FROM ingest_runs")[0][0]
+    assert '"working_size": 128' in params
+
+
+def test_sixteen_bit_tiff_is_scaled_not_clipped(db, tmp_path):
+    folder = tmp_path / "ct" / "slice"
+    folder.mkdir(parents=True)
+    a = (real_patches("camera", 64, 1)[0].astype(np.uint16) * 257)  # full 16-bit range
+    Image.fromarray(a).save(folder / "a.tif")
+    api.ingest(db, path=tmp_path / "ct", name="ct", workers=1)
+    assert _rows(db, "SELECT bit_depth FROM images") == [(16,)]
+    assert _features(db, "ct")["intensity_mean"] == pytest.approx(a.mean() / 65535, abs=1e-5)
+
+
+def _digits_csv(root: Path, copies: int) -> Path:
+    """The 1,797 real sklearn digits, `copies` times over, in the csv layout."""
+    from sklearn.datasets import load_digits
+
+    (root / "img").mkdir(parents=True)
+    lines = ["path,label"]
+    digits = load_digits()
+    for c in range(copies):
+        for k, (img, y) in enumerate(zip(digits.images, digits.target)):
+            rel = f"img/{c}_{k}.png"
+            Image.fromarray((img * 15).astype(np.uint8)).save(root / rel)
+            lines.append(f"{rel},{y}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root / "labels.csv"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_ingest_leaves_the_store_as_it_was_and_the_next_run_completes(db, tmp_path, sig):
+    api.ingest(db, path=write_imagefolder(tmp_path / "keep", {"a": "camera"}, size=64, n=3), name="keep", workers=1)
+    snapshot = "SELECT name, n_images, fingerprint FROM datasets ORDER BY name"
+    before = _rows(db, snapshot)
+    csv = _digits_csv(tmp_path / "digits", copies=3)
+    env = {**os.environ, "METADB_DB": db}
+    proc = subprocess.Popen([sys.executable, "-m", "metadb.cli", "ingest", "--path", str(csv), "--name", "digits",
+                             "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    staging = Path(f"{db}.staging")
+    deadline = time.time() + 60
+    while not any(staging.glob("*/images.parquet")) and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # well inside the per-image work of 5,391 images
+    assert proc.poll() is None, "ingest finished before it could be interrupted"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    if sig == signal.SIGINT:
+        assert "interrupted; the store is unchanged" in err and "Traceback" not in err
+    assert _rows(db, snapshot) == before
+    assert _rows(db, "SELECT count(*) FROM images WHERE dataset = 'digits'") == [(0,)]
+    result = api.ingest(db, path=csv, name="digits", workers=2)
+    assert (result.status, result.images_ok) == ("ingested", 3 * 1797)
+    assert not staging.exists()
