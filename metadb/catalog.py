@@ -40,9 +40,10 @@ class DatasetInfo:
         root = Path(root).expanduser()
         if self.layout is None:
             raise MetadbError(f"{self.name} has no on-disk layout metadb can read; it is known only by published results")
-        for candidate in (root / self.subdir, root) if self.subdir else (root,):
-            if candidate.exists():
-                return candidate
+        if (root / self.subdir).exists():
+            return root / self.subdir
+        if self.subdir and root.name == Path(self.subdir).name and root.exists():
+            return root  # --root points at the dataset folder itself
         raise MetadbError(
             f"{self.name}: {root / self.subdir} not found; expected {self.expected}",
             f"download it from {self.url} and pass its parent folder with --root",

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE.parent
 
 
 def sql_dir(kind: str) -> Path:
-    """`schema` or `queries`: the checkout's top-level folder, else the wheel's metadb._<kind>."""
+    """`schema` or `queries`: the checkout's top-level folder, else the wheel's metadb/_<kind>."""
     local = _CHECKOUT / kind
     if local.is_dir() and any(local.glob("*.sql")):
         return local
-    return Path(str(resources.files(f"metadb._{kind}")))
+    return _PACKAGE / f"_{kind}"  # pyproject maps schema/ and queries/ here in the wheel
 
 
 def sql_files(kind: str) -> list[Path]:

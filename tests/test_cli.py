@@ -1,0 +1,112 @@
+"""The CLI, driven through click's CliRunner: output formats, one-line errors, documentation."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import ROOT, write_imagefolder
+from metadb import api
+from metadb.cli import cli
+
+
+@pytest.fixture
+def store_with_tex(db, tmp_path):
+    api.ingest(db, path=write_imagefolder(tmp_path / "tex", {"brick": "brick", "grass": "grass"}, n=3),
+               name="tex", modality="photo", workers=1)
+    return db
+
+
+def test_ingest_prints_one_summary_line(runner, db, tmp_path):
+    folder = write_imagefolder(tmp_path / "x", {"a": "camera", "b": "coins"}, n=2)
+    r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--db", db, "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert re.fullmatch(r"x: 4 images ingested in \d+\.\d s\n", r.output)
+    r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--db", db])
+    assert r.output.startswith("x: up to date (fingerprint ")
+
+
+@pytest.mark.parametrize("fmt,check", [
+    ("--csv", lambda out: out.splitlines()[:2] == ["name,n_images,n_classes", "tex,6,2"]),
+    ("--json", lambda out: json.loads(out) == [{"name": "tex", "n_images": 6, "n_classes": 2}]),
+    ("--nl", lambda out: out == '{"name": "tex", "n_images": 6, "n_classes": 2}\n'),
+    ("--table", lambda out: out.splitlines()[0].split() == ["name", "n_images", "n_classes"]
+     and out.splitlines()[2].split() == ["tex", "6", "2"]),
+])
+def test_sql_output_formats(runner, store_with_tex, fmt, check):
+    r = runner.invoke(cli, ["sql", "SELECT name, n_images, n_classes FROM datasets", fmt, "--db", store_with_tex])
+    assert r.exit_code == 0, r.output
+    assert check(r.output), r.output
+
+
+def test_sql_is_read_only_unless_write(runner, store_with_tex):
+    r = runner.invoke(cli, ["sql", "DELETE FROM datasets", "--db", store_with_tex])
+    assert r.exit_code == 1
+    assert r.output.startswith("Error: SQL error:") and "writing needs --write" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(cli, ["sql", "DELETE FROM images WHERE label = 'grass'", "--write", "--db", store_with_tex])
+    assert r.exit_code == 0, r.output
+    assert api.sql("SELECT count(*) FROM images", store_with_tex)[1] == [(3,)]
+
+
+def test_datasets_and_show(runner, store_with_tex):
+    r = runner.invoke(cli, ["datasets", "--json", "--db", store_with_tex])
+    (row,) = json.loads(r.output)
+    assert (row["name"], row["modality"], row["n_images"], row["n_classes"]) == ("tex", "photo", 6, 2)
+    r = runner.invoke(cli, ["show", "tex", "--csv", "--db", store_with_tex])
+    assert "basic,1,n_images,6.0" in r.output.splitlines()
+    r = runner.invoke(cli, ["show", "nope", "--db", store_with_tex])
+    assert r.exit_code == 1 and r.output == "Error: dataset 'nope' is not in the store; ingested: tex\n"
+
+
+def test_known_catalog_lists_seed_datasets_with_lineage(runner):
+    r = runner.invoke(cli, ["datasets", "--known", "--json"])
+    rows = {d["name"]: d for d in json.loads(r.output)}
+    assert {"kimia", "chest", "isic", "pcam", "pcam-small", "pcam-middle", "stl10", "textures",
+            "bloodmnist", "chestmnist", "tissuemnist"} <= rows.keys()
+    assert rows["pneumoniamnist"]["derived_from"] == ["chest"]
+    assert rows["pcam-small"]["derived_from"] == ["pcam"]
+    assert rows["chestmnist"]["label_type"] == "multi-label"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["ingest", "--dataset", "kimai"], "Error: unknown dataset 'kimai'; did you mean kimia?"),
+    (["ingest", "--path", "/no/such/folder"], "Error: /no/such/folder not found; pass an existing folder or CSV with --path"),
+    (["ingest"], "Error: nothing to ingest; pass --dataset NAME"),
+    (["ingest", "--dataset", "kimia", "--path", "x"], "Error: use either --dataset"),
+    (["ingest", "--path", ".", "--layout", "imagefolderz"], "Error: unknown layout 'imagefolderz'; did you mean imagefolder?"),
+    (["ingest", "--path", ".", "--extractors", "image_stat"], "Error: unknown extractor 'image_stat'; did you mean image_stats"),
+    (["sql", "SELECT 1"], "Error: no store at"),
+])
+def test_bad_input_gets_one_line(runner, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c").mkdir()
+    write_imagefolder(tmp_path / "c", {"a": "camera"}, n=1)
+    r = runner.invoke(cli, args + ["--db", str(tmp_path / "s.duckdb")] if args[0] != "sql" else args)
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith(message), r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+def test_known_dataset_with_missing_files_names_path_layout_and_source(runner, tmp_path):
+    r = runner.invoke(cli, ["ingest", "--dataset", "chest", "--root", str(tmp_path), "--db", str(tmp_path / "s.duckdb")])
+    assert r.exit_code == 1
+    assert r.output.strip() == (
+        f"Error: chest: {tmp_path}/chest_xray not found; expected chest_xray/{{train,val,test}}/{{NORMAL,PNEUMONIA}}/*.jpeg; "
+        "download it from https://data.mendeley.com/datasets/rscbjbr9sj/2 and pass its parent folder with --root")
+
+
+def test_every_command_has_help_and_is_in_the_readme(runner):
+    readme = (ROOT / "README.md").read_text()
+    for name, command in cli.commands.items():
+        assert command.help, name
+        assert f"metadb {name}" in readme, f"README does not document `metadb {name}`"
+        assert runner.invoke(cli, [name, "--help"]).exit_code == 0
+
+
+def test_registries_are_listed(runner):
+    assert "image_stats" in runner.invoke(cli, ["extractors", "--csv"]).output
+    assert "imagefolder" in runner.invoke(cli, ["layouts", "--csv"]).output
+    assert "overlap" in runner.invoke(cli, ["queries", "--csv"]).output

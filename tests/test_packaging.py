@@ -1,0 +1,36 @@
+"""The wheel carries the SQL: schema/ and queries/ are found from an installed wheel, not only a checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+from conftest import ROOT
+
+
+def test_wheel_ships_schema_queries_and_extractors_and_finds_them_installed(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("metadb-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for sql in (ROOT / "schema").glob("*.sql"):
+        assert f"metadb/_schema/{sql.name}" in names
+    for sql in (ROOT / "queries").glob("*.sql"):
+        assert f"metadb/_queries/{sql.name}" in names
+    for py in (ROOT / "extractors").glob("*.py"):
+        assert f"extractors/{py.name}" in names
+    for pkg in [p for p in (ROOT / "metadb").rglob("__init__.py")]:
+        rel = pkg.relative_to(ROOT).as_posix()
+        assert rel in names, f"{rel} is missing from the wheel: add its package to pyproject.toml"
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    probe = ("import metadb.resources as r; print(r.sql_dir('schema')); "
+             "print(len(r.sql_files('schema')), len(r.sql_files('queries')))")
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith(str(target))
+    assert out[1] == f"{len(list((ROOT / 'schema').glob('*.sql')))} {len(list((ROOT / 'queries').glob('*.sql')))}"
