@@ -38,6 +38,7 @@ from metadb.records import Record
 
 DEFAULT_EXTRACTORS = ("basic", "image_stats", "phash")
 CHUNK = 64
+ROW_GROUP = 16_384
 
 CORE_COLUMNS: dict[str, pa.DataType] = {
     "dataset": pa.string(), "image_id": pa.string(), "path": pa.string(), "label": pa.string(),
@@ -207,17 +208,22 @@ def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extrac
     workers = workers or os.cpu_count() or 1
     bar = tqdm(desc=f"ingest {info.name}", unit="img", disable=None if progress is None else not progress,
                file=sys.stderr, dynamic_ncols=True)
+    buffered: list[dict[str, Any]] = []
     with pq.ParquetWriter(parquet, schema) as writer, bar:
         for n, (rows, parts, errs) in _results(info.name, loader, exts, working_size, workers):
             if errs and strict:
                 path, reason = errs[0]
                 raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
-            if rows:
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            buffered.extend(rows)
+            if len(buffered) >= ROW_GROUP:  # few large row groups: DuckDB reads them back with less memory
+                writer.write_table(pa.Table.from_pylist(buffered, schema=schema))
+                buffered.clear()
             partials = [e.merge(a, b) for e, a, b in zip(exts, partials, parts)]
             errors.extend(errs)
             n_ok += len(rows)
             bar.update(n)
+        if buffered:
+            writer.write_table(pa.Table.from_pylist(buffered, schema=schema))
     if n_ok == 0:
         detail = f"; first error: {errors[0][0]}: {errors[0][1]}" if errors else ""
         raise MetadbError(f"{folder}: no readable images{detail}")
