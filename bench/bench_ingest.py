@@ -1,0 +1,129 @@
+"""Ingest benchmark (issue 2): image-statistics ingest against a naive baseline, and flat memory.
+
+1. Throughput: a JPEG ImageFolder of 2,000 images of 1024x1024, cut from real images that
+   scikit-image ships, ingested by metadb (default workers, working size 256) against a naive
+   baseline measured in the same run: PIL open, full decode, numpy statistics, one process.
+2. Memory: peak RSS of ingesting 100k small images against 10k (same images, repeated), each in
+   a fresh process; flat memory means the ratio stays near 1.
+
+Prints ratios; copy them into bench/RESULTS.md. Usage: python bench/bench_ingest.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import skimage.data
+from PIL import Image
+from scipy import ndimage
+
+SOURCES = ("retina", "astronaut", "coffee", "chelsea", "immunohistochemistry", "camera", "brick", "grass",
+           "gravel", "rocket", "hubble_deep_field")
+
+
+def make_jpegs(root: Path, n: int, size: int = 1024) -> None:
+    """n JPEGs of size x size: seeded crops and flips of upscaled real sample images."""
+    rng = np.random.default_rng(0)
+    bases = []
+    for name in SOURCES:
+        img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        scale = 1.6 * size / min(img.size)
+        bases.append(img.resize((int(img.width * scale), int(img.height * scale)), Image.BICUBIC))
+    for k in range(n):
+        cls = SOURCES[k % len(SOURCES)]
+        img = bases[k % len(SOURCES)]
+        x, y = rng.integers(0, img.width - size), rng.integers(0, img.height - size)
+        crop = img.crop((x, y, x + size, y + size))
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        crop.save(root / cls / f"{k:05d}.jpg", quality=90)
+
+
+def naive(root: Path) -> float:
+    """The baseline: full decode of every file and the same statistics, one process."""
+    t0 = time.perf_counter()
+    for f in sorted(root.rglob("*.jpg")):
+        im = Image.open(f).convert("RGB")
+        rgb = np.asarray(im, dtype=np.float32) / 255.0
+        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        rgb.reshape(-1, 3).mean(axis=0), rgb.reshape(-1, 3).std(axis=0)
+        hist = np.bincount((gray * 255 + 0.5).astype(np.int32).ravel(), minlength=256)
+        p = hist[hist > 0] / hist.sum()
+        -(p * np.log2(p)).sum()
+        ndimage.laplace(gray).var()
+        imagehash.phash(im)
+    return time.perf_counter() - t0
+
+
+def metadb_ingest(root: Path, db: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "metadb.cli", "ingest", "--path", str(root), "--name", "bench",
+                    "--db", str(db)], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+PEAK = """
+import json, resource, sys
+from metadb import api
+r = api.ingest(sys.argv[1], path=sys.argv[2], name="mem")
+print(json.dumps({"ok": r.images_ok,
+                  "main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "workers_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
+def make_small(root: Path, n: int) -> Path:
+    """n 28x28 PNGs in the csv layout, cut from real digit images (repeated files, distinct rows)."""
+    from sklearn.datasets import load_digits
+
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    digits = load_digits()
+    for k, img in enumerate(digits.images[:1000]):
+        Image.fromarray(np.kron(img * 15, np.ones((4, 4))).astype(np.uint8)[2:30, 2:30]).save(root / "img" / f"{k}.png")
+    with (root / "labels.csv").open("w") as fh:
+        fh.write("path,label\n")
+        for k in range(n):
+            fh.write(f"img/{k % 1000}.png,{digits.target[k % 1000]}\n")
+    return root / "labels.csv"
+
+
+def peak_rss(tmp: Path, n: int) -> dict:
+    csv = make_small(tmp / f"small{n}", n)
+    out = subprocess.run([sys.executable, "-c", PEAK, str(tmp / f"mem{n}.duckdb"), str(csv)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="200 JPEGs and 1k/10k images, for a smoke run")
+    ap.add_argument("--memory-only", action="store_true", help="skip the JPEG throughput part")
+    args = ap.parse_args()
+    n_jpeg, small = (200, (1_000, 10_000)) if args.quick else (2_000, (10_000, 100_000))
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if args.memory_only:
+            n_jpeg = 0
+        make_jpegs(tmp / "jpegs", n_jpeg)
+        if n_jpeg:
+            t_naive = naive(tmp / "jpegs")
+            t_ours = metadb_ingest(tmp / "jpegs", tmp / "bench.duckdb")
+            print(f"ingest {n_jpeg} JPEGs 1024x1024: naive {t_naive:.1f} s ({n_jpeg / t_naive:.0f} img/s), "
+                  f"metadb {t_ours:.1f} s ({n_jpeg / t_ours:.0f} img/s): {t_naive / t_ours:.1f}x faster")
+        lo, hi = (peak_rss(tmp, n) for n in small)
+        print(f"peak RSS {small[0]:,} images: main {lo['main_kb'] / 1024:.0f} MiB, worker {lo['workers_kb'] / 1024:.0f} MiB; "
+              f"{small[1]:,} images: main {hi['main_kb'] / 1024:.0f} MiB, worker {hi['workers_kb'] / 1024:.0f} MiB; "
+              f"ratio main {hi['main_kb'] / lo['main_kb']:.2f}, worker {hi['workers_kb'] / lo['workers_kb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
