@@ -121,6 +121,7 @@ def register_python_query(name: str, question: str, params: list[Param], columns
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         q = Query(name, question, tuple(params), tuple(columns), run=fn, source=fn.__module__)
         queries.register(name)(lambda: q)
+        fn.columns = [c.name for c in columns]  # type: ignore[attr-defined]
         return fn
 
     return decorate
@@ -164,6 +165,16 @@ def _load_python_queries() -> None:
     import metadb.analyses  # noqa: F401  (registers Python queries)
 
 
+DATASET_PARAMS = {"target", "to", "dataset", "source"}
+
+
+def _canonical(name: str) -> str:
+    """Dataset parameters accept catalog aliases (blood -> bloodmnist)."""
+    from metadb import catalog
+
+    return catalog.get(name).name if name in catalog.catalog else name
+
+
 def run(con, name: str, **kwargs: Any) -> tuple[list[str], list[tuple]]:
     """Run a query by name; kwargs are its params (None = the declared default)."""
     q = get(name)
@@ -174,6 +185,9 @@ def run(con, name: str, **kwargs: Any) -> tuple[list[str], list[tuple]]:
     for p in q.params:
         if p.required and kwargs.get(p.name) is None:
             raise MetadbError(f"query {q.name} needs --{p.name.replace('_', '-')} ({p.help})")
+    for key in DATASET_PARAMS & kwargs.keys():
+        if isinstance(kwargs[key], str):
+            kwargs[key] = _canonical(kwargs[key])
     if q.run is not None:
         return q.run(con, **{k: v for k, v in kwargs.items() if v is not None})
     args, values = [], []

@@ -1,0 +1,119 @@
+"""`metadb outcomes import`, `metadb scores import|combine`, `metadb similarity import`, `metadb predict`."""
+
+from __future__ import annotations
+
+import click
+
+from metadb.commands import db_option
+from metadb.output import output_options, render
+
+
+def _echo(results) -> None:
+    for r in results:
+        click.echo(r.summary())
+
+
+@click.group()
+def outcomes() -> None:
+    """Fine-tuning outcomes: import published or in-house results."""
+
+
+@outcomes.command("import")
+@click.argument("pattern")
+@click.option("--format", "fmt", type=click.Choice(["long", "matrix", "folds", "mlflow"]), default="long",
+              show_default=True, help="long: source,target,value[,metric,fold,seed,...]; matrix: source x target; "
+                                      "folds: source,target,fold_1..fold_k; mlflow: an MLflow run export.")
+@click.option("--metric", help="Metric of the values (auc, test_auc, accuracy, ...); mlflow: the column to read.")
+@click.option("--select", help="mlflow: which run is the pair's ground truth, e.g. min:val_loss or max:val_auc.")
+@click.option("--architecture", help="Architecture fine-tuned (e.g. resnet50).")
+@click.option("--protocol", help="fine-tune (default) or linear-probe.")
+@db_option
+def outcomes_import(pattern: str, fmt: str, metric, select, architecture, protocol, db) -> None:
+    """Import outcomes from files matching PATTERN (quote globs); each file is all-or-nothing."""
+    from metadb.outcomes import import_outcomes
+
+    _echo(import_outcomes(db, pattern, fmt, metric, select, architecture, protocol))
+
+
+@click.group()
+def scores() -> None:
+    """Transferability scores: import published ones, combine them."""
+
+
+@scores.command("import")
+@click.argument("pattern")
+@click.option("--metric", required=True, help="Name of the score (logme, leep, ...).")
+@click.option("--format", "fmt", type=click.Choice(["matrix", "long"]), default="matrix", show_default=True)
+@db_option
+def scores_import(pattern: str, metric: str, fmt: str, db) -> None:
+    """Import scores of one metric from files matching PATTERN."""
+    from metadb.outcomes import import_scores
+
+    _echo(import_scores(db, pattern, metric, fmt))
+
+
+@scores.command("combine")
+@click.option("--metrics", required=True, help="Comma-separated scores, e.g. lp,fu.")
+@click.option("--as", "name", required=True, help="Name of the combined score, e.g. lpfu.")
+@db_option
+def scores_combine(metrics: str, name: str, db) -> None:
+    """Store the product of min-max normalised scores per target (Juodelyte et al.'s LP x FU)."""
+    from metadb.outcomes import store_combination
+
+    click.echo(f"{name}: {store_combination(db, [m.strip() for m in metrics.split(',')], name)} scores stored")
+
+
+@click.command("import")
+@click.argument("pattern")
+@click.option("--measure", required=True, help="Name of the distance measure (expert, task2vec, ...).")
+@click.option("--format", "fmt", type=click.Choice(["long", "matrix", "cats-scans"]), default="long", show_default=True,
+              help="long: target;source;distance or a,b,distance; cats-scans: per-fold distance_1..k columns.")
+@db_option
+def similarity_import_command(pattern: str, measure: str, fmt: str, db) -> None:
+    """Import user-supplied distances (lower = more alike) as a named measure."""
+    from metadb.outcomes import import_similarities
+
+    _echo(import_similarities(db, pattern, measure, fmt))
+
+
+@click.group()
+def predict() -> None:
+    """Predict outcomes for pairs never fine-tuned."""
+
+
+@predict.command("fit")
+@click.option("--model", type=click.Choice(["ridge", "forest", "boosting"]), default="ridge", show_default=True)
+@click.option("--metric", help="Outcome metric to learn (default: the most reported one).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@db_option
+def predict_fit(model: str, metric, seed: int, db) -> None:
+    """Fit on every observed pair; store the model and predictions for all pairs (used by best-source)."""
+    from metadb.predictors import fit
+
+    pid, n_train, n_pred = fit(db, model, metric, seed)
+    click.echo(f"predictor {pid} ({model}): fitted on {n_train} observed pairs, {n_pred} pairs predicted")
+
+
+@predict.command("evaluate")
+@click.option("--model", type=click.Choice(["ridge", "forest", "boosting"]), default="ridge", show_default=True)
+@click.option("--cv", type=click.Choice(["leave-one-target-out"]), default="leave-one-target-out", show_default=True)
+@click.option("--metric", help="Outcome metric (default: the most reported one).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@db_option
+@output_options
+def predict_evaluate(model: str, cv: str, metric, seed: int, db, fmt: str) -> None:
+    """Leave-one-target-out: weighted tau, top-1 hit and regret per held-out target."""
+    from metadb.predictors import evaluate
+
+    render(*evaluate(db, model, metric, seed), fmt=fmt)
+
+
+COMMANDS = [outcomes, scores, predict]
+
+if not (__import__("pathlib").Path(__file__).with_name("similarity.py")).exists():
+    @click.group()
+    def similarity() -> None:
+        """Dataset distances: import user-supplied ones."""
+
+    similarity.add_command(similarity_import_command)
+    COMMANDS.append(similarity)
