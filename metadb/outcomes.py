@@ -101,29 +101,38 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def commit(db: str | Path | None, path: Path, kind: str, fmt: str, options: dict[str, Any],
-           table: str, rows: list[dict[str, Any]], skipped: int, names: set[str]) -> ImportResult:
-    """Insert rows + stubs + the import record in one transaction, unless already imported."""
-    sha = digest(path, options)
+def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, options: dict[str, Any], table: str,
+                 read: Callable[[Path], tuple[list[dict[str, Any]], int]]) -> list[ImportResult]:
+    """Read every matching file and commit each in its own transaction, on one store connection."""
+    paths = files(pattern)
     con = store.connect(db)
     try:
-        if con.execute("SELECT 1 FROM imports WHERE sha256 = ?", [sha]).fetchone():
-            return ImportResult(str(path), kind, "already imported")
-        columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-        with store.transaction(con):
-            if rows:
-                frame = pl.DataFrame(rows, schema_overrides={c: pl.Utf8 for c in ("hyperparameters", "params")},
-                                     infer_schema_length=None)
-                arrow = frame.select([c for c in columns if c in frame.columns]).to_arrow()  # noqa: F841
-                con.register("incoming", arrow)
-                cols = ", ".join(c for c in columns if c in frame.columns)
-                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
-                con.unregister("incoming")
-            add_stubs(con, names)
-            con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)", [sha, str(path), kind, fmt, len(rows), now()])
-        return ImportResult(str(path), kind, "imported", len(rows), skipped)
+        return [commit(con, path, kind, fmt, options, table, read) for path in paths]
     finally:
         con.close()
+
+
+def commit(con, path: Path, kind: str, fmt: str, options: dict[str, Any], table: str,
+           read: Callable[[Path], tuple[list[dict[str, Any]], int]]) -> ImportResult:
+    """Insert rows + stubs + the import record in one transaction, unless already imported."""
+    sha = digest(path, options)
+    if con.execute("SELECT 1 FROM imports WHERE sha256 = ?", [sha]).fetchone():
+        return ImportResult(str(path), kind, "already imported")
+    rows, skipped = read(path)
+    names = {r[k] for r in rows for k in ("source", "target", "dataset_a", "dataset_b") if k in r}
+    columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    with store.transaction(con):
+        if rows:
+            frame = pl.DataFrame(rows, schema_overrides={c: pl.Utf8 for c in ("hyperparameters", "params")},
+                                 infer_schema_length=None)
+            incoming = frame.select([c for c in columns if c in frame.columns]).to_arrow()
+            con.register("incoming", incoming)
+            cols = ", ".join(c for c in columns if c in frame.columns)
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
+            con.unregister("incoming")
+        add_stubs(con, names)
+        con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)", [sha, str(path), kind, fmt, len(rows), now()])
+    return ImportResult(str(path), kind, "imported", len(rows), skipped)
 
 
 def add_stubs(con, names: set[str]) -> None:
@@ -215,30 +224,57 @@ def parse_select(select: str | None) -> tuple[str, str] | None:
     return how, column
 
 
+def numeric_column(df: pl.DataFrame, column: str, path: Path, metric: str | None = None) -> pl.Series:
+    """Cast a string column to float in one pass; the first bad or out-of-range cell is the error."""
+    raw = df[column].str.strip_chars()
+    values = raw.cast(pl.Float64, strict=False)
+    bad = values.is_null() & raw.is_not_null() & ~raw.is_in(NULLS)
+    if bad.any():
+        i = int(bad.arg_true()[0])
+        number(raw[i], path, i + 2, column, metric)  # raises with the row and the cell
+    bounds = value_range(metric) if metric else None
+    if bounds:
+        out = values.is_not_nan() & ((values < bounds[0]) | (values > bounds[1]))
+        if out.any():
+            i = int(out.arg_true()[0])
+            number(raw[i], path, i + 2, column, metric)
+    return values.fill_nan(None)
+
+
 def _read_mlflow(path: Path, metric: str, select: tuple[str, str] | None) -> tuple[list[dict], int]:
+    """An MLflow run export, validated column-wise (20k runs in well under a second)."""
     df = read_csv(path)
     require(df, path, ["Run ID", "source_flag", "target_flag", metric] + ([select[1]] if select else []))
-    dup = df.filter(pl.col("Run ID").is_not_null() & pl.col("Run ID").is_duplicated())["Run ID"]
+    df = df.with_row_index("file_row", offset=2)
+    blank = pl.all_horizontal([pl.col(c).is_null() for c in df.columns if c != "file_row"])
+    skipped = int(df.select(blank.sum()).item())  # blank lines in the export
+    df = df.filter(~blank)
+    if df["Run ID"].null_count():
+        raise MetadbError(f"{path} row {int(df.filter(pl.col('Run ID').is_null())['file_row'][0])}: no Run ID")
+    dup = df.filter(pl.col("Run ID").is_duplicated())["Run ID"]
     if len(dup):
         raise MetadbError(f"{path}: run id {dup[0]} appears {int((df['Run ID'] == dup[0]).sum())} times; run ids must be unique")
-    rows, skipped = [], 0
-    for i, r in enumerate(df.iter_rows(named=True), start=2):
-        if all(v is None for v in r.values()):
-            skipped += 1  # blank line in the export
-            continue
-        if r["Run ID"] is None:
-            raise MetadbError(f"{path} row {i}: no Run ID")
-        v = number(r[metric], path, i, metric, metric)
-        if v is None:
-            skipped += 1  # a run that logged no value (failed or killed)
-            continue
-        hp = {k: r[k] for k in HYPERPARAMETERS if k in r and r[k] not in (None, "")}
-        key = number(r[select[1]], path, i, select[1]) if select else None
-        row = _outcome(r["source_flag"], r["target_flag"], metric, v, path, i, architecture=r.get("model"),
-                       hyperparameters=json.dumps(hp, sort_keys=True), run_id=r["Run ID"], status=r.get("Status"))
-        row["_key"] = key
-        rows.append(row)
-    _mark_selected(rows, select)
+    value = numeric_column(df, metric, path, metric)
+    key = numeric_column(df, select[1], path) if select else pl.Series([None] * df.height, dtype=pl.Float64)
+    hp_cols = [c for c in HYPERPARAMETERS if c in df.columns]
+    hp = df.select(pl.struct(hp_cols).struct.json_encode()).to_series() if hp_cols else pl.Series([None] * df.height)
+    frame = pl.DataFrame({
+        "source": df["source_flag"].map_elements(canonical, return_dtype=pl.Utf8),
+        "target": df["target_flag"].map_elements(canonical, return_dtype=pl.Utf8),
+        "metric": metric, "value": value, "run_id": df["Run ID"], "status": df.get_column("Status") if "Status" in df.columns else None,
+        "architecture": df["model"] if "model" in df.columns else None, "hyperparameters": hp,
+        "file": str(path), "file_row": df["file_row"], "_key": key,
+    })
+    skipped += int(frame["value"].null_count())
+    frame = frame.filter(pl.col("value").is_not_null())  # runs that logged no value (failed or killed)
+    if select:
+        order = pl.col("_key") if select[0] == "min" else -pl.col("_key")
+        best = (frame.with_row_index("_i").filter(pl.col("_key").is_not_null())
+                .sort(order, "_i").group_by("source", "target", maintain_order=True).first()["_i"])
+        frame = frame.with_row_index("_i").with_columns(pl.col("_i").is_in(best.implode()).alias("is_selected")).drop("_i")
+    else:
+        frame = frame.with_columns(pl.lit(True).alias("is_selected"))
+    rows = frame.drop("_key").with_columns(protocol=pl.lit("fine-tune"), imported_at=pl.lit(now())).to_dicts()
     return rows, skipped
 
 
@@ -278,16 +314,16 @@ def import_outcomes(db: str | Path | None, pattern: str, fmt: str, metric: str |
     if metric is None and fmt != "long":
         raise MetadbError(f"--format {fmt} needs --metric (e.g. auc, test_auc)")
     chosen = parse_select(select)
-    results = []
-    for path in files(pattern):
+
+    def read(path: Path) -> tuple[list[dict[str, Any]], int]:
         rows, skipped = OUTCOME_FORMATS[fmt](path, metric, chosen)
         for r in rows:
             r["architecture"] = architecture or r["architecture"]
             r["protocol"] = protocol or r["protocol"]
-        names = {r["source"] for r in rows} | {r["target"] for r in rows}
-        options = {"format": fmt, "metric": metric, "select": select, "architecture": architecture, "protocol": protocol}
-        results.append(commit(db, path, "outcome", fmt, options, "outcomes", rows, skipped, names))
-    return results
+        return rows, skipped
+
+    options = {"format": fmt, "metric": metric, "select": select, "architecture": architecture, "protocol": protocol}
+    return import_files(db, pattern, "outcome", fmt, options, "outcomes", read)
 
 
 # --- scores ------------------------------------------------------------------------------------
@@ -295,8 +331,8 @@ def import_scores(db: str | Path | None, pattern: str, metric: str, fmt: str = "
     """Transferability scores (one metric) from source x target matrices or long CSVs."""
     if fmt not in ("matrix", "long"):
         raise MetadbError(f"--format {fmt!r}: expected matrix or long")
-    results = []
-    for path in files(pattern):
+
+    def read(path: Path) -> tuple[list[dict[str, Any]], int]:
         if fmt == "matrix":
             cells, skipped = _read_matrix_cells(path, None)
         else:
@@ -306,11 +342,10 @@ def import_scores(db: str | Path | None, pattern: str, metric: str, fmt: str = "
                      for i, r in enumerate(df.iter_rows(named=True), start=2)]
             skipped = sum(c[2] is None for c in cells)
             cells = [c for c in cells if c[2] is not None]
-        rows = [{"source": canonical(s), "target": canonical(t), "metric": metric, "value": v, "file": str(path),
-                 "file_row": i, "computed_at": now()} for s, t, v, i in cells]
-        names = {r["source"] for r in rows} | {r["target"] for r in rows}
-        results.append(commit(db, path, "score", fmt, {"metric": metric, "format": fmt}, "scores", rows, skipped, names))
-    return results
+        return [{"source": canonical(s), "target": canonical(t), "metric": metric, "value": v, "file": str(path),
+                 "file_row": i, "computed_at": now()} for s, t, v, i in cells], skipped
+
+    return import_files(db, pattern, "score", fmt, {"metric": metric, "format": fmt}, "scores", read)
 
 
 # --- distances ---------------------------------------------------------------------------------
@@ -348,16 +383,14 @@ def import_similarities(db: str | Path | None, pattern: str, measure: str, fmt: 
     """User-supplied distances (expert judgement, published Task2Vec, ...) as a named measure."""
     if fmt not in ("long", "matrix", "cats-scans"):
         raise MetadbError(f"--format {fmt!r}: expected long, matrix or cats-scans")
-    results = []
-    for path in files(pattern):
+
+    def read(path: Path) -> tuple[list[dict[str, Any]], int]:
         cells, skipped = _distance_rows(path, fmt)
-        rows = [{"dataset_a": canonical(a), "dataset_b": canonical(b), "measure": measure, "backbone": "",
+        return [{"dataset_a": canonical(a), "dataset_b": canonical(b), "measure": measure, "backbone": "",
                  "value": v, "measure_version": "imported", "params": json.dumps({"format": fmt}),
-                 "inputs_fingerprint": None, "source": str(path), "computed_at": now()} for a, b, v, _ in cells]
-        names = {r["dataset_a"] for r in rows} | {r["dataset_b"] for r in rows}
-        results.append(commit(db, path, "distance", fmt, {"measure": measure, "format": fmt}, "similarities", rows,
-                              skipped, names))
-    return results
+                 "inputs_fingerprint": None, "source": str(path), "computed_at": now()} for a, b, v, _ in cells], skipped
+
+    return import_files(db, pattern, "distance", fmt, {"measure": measure, "format": fmt}, "similarities", read)
 
 
 def store_combination(db: str | Path | None, metrics: list[str], name: str) -> int:

@@ -55,12 +55,13 @@ candidates AS (
 ),
 lineage AS (
     SELECT d.name FROM datasets d, datasets t, args a
-    WHERE t.name = a.tgt AND d.name <> t.name
+    WHERE a.drop_lineage AND t.name = a.tgt AND d.name <> t.name
       AND (list_contains(d.derived_from, t.name) OR list_contains(t.derived_from, d.name)
            OR list_has_any(d.derived_from, t.derived_from))
     UNION
     SELECT CASE WHEN ov.dataset_a = a.tgt THEN ov.dataset_b ELSE ov.dataset_a END
     FROM args a, overlap(dataset := target) ov
+    WHERE a.drop_lineage
 )
 SELECT row_number() OVER (ORDER BY c.tier, CASE WHEN c.tier = 2 THEN c.value ELSE -c.value END, c.source) AS rank,
        c.source, c.evidence, c.value::DOUBLE AS value, c.std::DOUBLE AS std, c.n::BIGINT AS n, c.metric_name::VARCHAR AS metric

@@ -11,25 +11,31 @@ columns:
   share_b DOUBLE            fraction of dataset_b's images whose hash occurs in dataset_a
 */
 CREATE OR REPLACE MACRO overlap(dataset := NULL) AS TABLE
-WITH hashes AS (
-    SELECT DISTINCT i.dataset, i.phash FROM images i WHERE i.phash IS NOT NULL
+WITH img AS (
+    SELECT i.dataset AS ds, i.phash FROM images i WHERE i.phash IS NOT NULL
+),
+hashes AS (
+    SELECT DISTINCT ds, phash FROM img
 ),
 pairs AS (
-    SELECT a.dataset AS dataset_a, b.dataset AS dataset_b, count(*) AS shared_hashes
-    FROM hashes a JOIN hashes b ON a.phash = b.phash AND a.dataset < b.dataset
+    SELECT a.ds AS dataset_a, b.ds AS dataset_b, count(*) AS shared_hashes
+    FROM hashes a JOIN hashes b ON a.phash = b.phash AND a.ds < b.ds
+    WHERE dataset IS NULL OR dataset IN (a.ds, b.ds)
     GROUP BY ALL
 ),
-shares AS (
-    SELECT p.dataset_a, p.dataset_b, p.shared_hashes,
-           (SELECT count(*) FROM images x WHERE x.dataset = p.dataset_a
-              AND x.phash IN (SELECT y.phash FROM images y WHERE y.dataset = p.dataset_b))
-             / (SELECT count(*) FROM images x WHERE x.dataset = p.dataset_a) AS share_a,
-           (SELECT count(*) FROM images x WHERE x.dataset = p.dataset_b
-              AND x.phash IN (SELECT y.phash FROM images y WHERE y.dataset = p.dataset_a))
-             / (SELECT count(*) FROM images x WHERE x.dataset = p.dataset_b) AS share_b
-    FROM pairs p
+covered AS (  -- images of ds whose hash also occurs in other
+    SELECT x.ds, h.ds AS other, count(*) AS n
+    FROM img x JOIN hashes h ON x.phash = h.phash AND x.ds <> h.ds
+    GROUP BY ALL
+),
+totals AS (
+    SELECT i.dataset AS ds, count(*) AS n FROM images i GROUP BY ALL
 )
-SELECT dataset_a, dataset_b, shared_hashes, share_a::DOUBLE AS share_a, share_b::DOUBLE AS share_b
-FROM shares
-WHERE dataset IS NULL OR dataset IN (dataset_a, dataset_b)
-ORDER BY shared_hashes DESC, dataset_a, dataset_b;
+SELECT p.dataset_a, p.dataset_b, p.shared_hashes,
+       (ca.n / ta.n)::DOUBLE AS share_a, (cb.n / tb.n)::DOUBLE AS share_b
+FROM pairs p
+JOIN covered ca ON ca.ds = p.dataset_a AND ca.other = p.dataset_b
+JOIN covered cb ON cb.ds = p.dataset_b AND cb.other = p.dataset_a
+JOIN totals ta ON ta.ds = p.dataset_a
+JOIN totals tb ON tb.ds = p.dataset_b
+ORDER BY p.shared_hashes DESC, p.dataset_a, p.dataset_b;

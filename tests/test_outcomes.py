@@ -60,7 +60,7 @@ def test_mlflow_duplicate_run_ids_and_selection(db, tmp_path):
                                     metric="test_auc", select="min:val_loss")
     assert (r.rows, r.skipped) == (2, 1)
     assert api.sql("SELECT run_id, is_selected, hyperparameters FROM outcomes ORDER BY run_id", db)[1] == [
-        ("a", False, '{"lr": "0.1"}'), ("b", True, '{"lr": "0.01"}')]
+        ("a", False, '{"lr":"0.1"}'), ("b", True, '{"lr":"0.01"}')]
     with pytest.raises(MetadbError, match=r"d.csv: run id a appears 2 times"):
         outcomes.import_outcomes(db, _csv(tmp_path, "d.csv", header + runs + runs.replace("b,", "c,")), "mlflow",
                                  metric="test_auc")
