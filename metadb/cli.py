@@ -11,6 +11,7 @@ import duckdb
 
 from metadb import api, queries
 from metadb.commands import all_commands, db_option
+from metadb.commands.embed import backbone_options
 from metadb.errors import MetadbError
 from metadb.output import output_options, render
 
@@ -61,14 +62,21 @@ def cli() -> None:
 @click.option("--workers", type=int, help="Decoding processes (default: one per core).")
 @click.option("--force", is_flag=True, help="Recompute even when the data has not changed.")
 @click.option("--strict", is_flag=True, help="Fail on the first unreadable image instead of skipping it.")
+@click.option("--backbone", help="Also embed it with this timm backbone (see `metadb embed`).")
+@backbone_options
 @db_option
-def ingest(extractor_names: str, db: str | None, **kw: Any) -> None:
+def ingest(extractor_names: str, db: str | None, backbone: str | None, weights, device, random_init: bool,
+           **kw: Any) -> None:
     """Compute a dataset's meta-features and store them (atomic: all or nothing)."""
     result = api.ingest(db, extractor_names=[e.strip() for e in extractor_names.split(",") if e.strip()],
                         command=" ".join(["metadb", *sys.argv[1:]]), **kw)
     click.echo(result.summary())
     for path, reason in result.errors[:5]:
         click.echo(f"  skipped {path}: {reason}", err=True)
+    if backbone:
+        from metadb.embeddings import embed
+
+        click.echo(embed(db, result.dataset, backbone, weights, device, random_init=random_init).summary())
 
 
 @cli.command()

@@ -99,7 +99,7 @@ def parse_query(text: str, source: str) -> Query:
     name = meta.get("name", "")
     if not name or "question" not in meta or not columns:
         raise MetadbError(f"{source}: header needs name, question and columns; expected:\n{TEMPLATE}")
-    if not re.search(rf"CREATE\s+OR\s+REPLACE\s+MACRO\s+{re.escape(name)}\s*\(", sql, re.I):
+    if not re.search(rf"CREATE\s+OR\s+REPLACE\s+MACRO\s+\"?{re.escape(name)}\"?\s*\(", sql, re.I):
         raise MetadbError(f"{source}: body must be `CREATE OR REPLACE MACRO {name}(...) AS TABLE ...`")
     return Query(name, meta["question"], tuple(params), tuple(columns), sql, source=source)
 
@@ -142,7 +142,7 @@ def install(con, temporary: bool = False) -> None:
             sql = re.sub(r"CREATE\s+OR\s+REPLACE\s+MACRO", "CREATE OR REPLACE TEMP MACRO", sql, count=1, flags=re.I)
         con.execute(sql)
         if not temporary:
-            con.execute(f"COMMENT ON MACRO TABLE {q.name} IS " + _literal(q.comment))
+            con.execute(f'COMMENT ON MACRO TABLE "{q.name}" IS ' + _literal(q.comment))
 
 
 def _literal(s: str) -> str:

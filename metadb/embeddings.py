@@ -1,0 +1,310 @@
+"""Embed a stored dataset through a backbone: per-class Gaussian statistics and per-image vectors.
+
+Images stream from the dataset's own loader (re-opened from what the store recorded) through a
+DataLoader (decoding in worker processes, pinned memory, channels_last and autocast on GPU) into
+the model. Each batch adds to per-class float64 sums and sums of outer products, which merge
+exactly; the finaliser turns them into mean and eigendecomposed covariance. Per-image vectors
+stream into Parquet. The store is written in one transaction at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from metadb import store
+from metadb.errors import ImageError, MetadbError
+from metadb.loaders import create_loader
+
+
+@dataclass
+class EmbedResult:
+    dataset: str
+    backbone: str
+    device: str
+    images_ok: int
+    images_failed: int
+    seconds: float
+    per_image_path: str | None
+    status: str = "embedded"
+
+    def summary(self) -> str:
+        if self.status == "up-to-date":
+            return f"{self.dataset}: {self.backbone} embeddings up to date; nothing to do (--force recomputes)"
+        failed = f", {self.images_failed} unreadable skipped" if self.images_failed else ""
+        return (f"{self.dataset}: {self.images_ok} images embedded with {self.backbone} on {self.device} "
+                f"in {self.seconds:.1f} s{failed}")
+
+
+class GaussianAccumulator:
+    """n, sum and sum of outer products per label, in float64: partials add exactly."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.n: dict[str, int] = {}
+        self.s: dict[str, np.ndarray] = {}
+        self.ss: dict[str, np.ndarray] = {}
+
+    def add(self, label: str, x: np.ndarray) -> None:
+        if label not in self.n:
+            self.n[label], self.s[label], self.ss[label] = 0, np.zeros(self.dim), np.zeros((self.dim, self.dim))
+        self.n[label] += len(x)
+        self.s[label] += x.sum(axis=0)
+        self.ss[label] += x.T @ x
+
+    def merge(self, other: "GaussianAccumulator") -> "GaussianAccumulator":
+        for label in other.n:
+            if label not in self.n:
+                self.n[label], self.s[label], self.ss[label] = 0, np.zeros(self.dim), np.zeros((self.dim, self.dim))
+            self.n[label] += other.n[label]
+            self.s[label] += other.s[label]
+            self.ss[label] += other.ss[label]
+        return self
+
+    def whole(self) -> tuple[int, np.ndarray, np.ndarray]:
+        return sum(self.n.values()), sum(self.s.values()), sum(self.ss.values())
+
+    def finalize(self) -> Iterator[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
+        """(label, n, mean, eigvals, eigvecs) with label '' for the whole dataset.
+
+        Covariance is the unbiased sample covariance (ddof=1); eigenvectors are kept only for
+        eigenvalues above the numerical floor, so a class of 50 images stores 50 vectors, not D.
+        """
+        groups = [("", *self.whole())] + [(k, self.n[k], self.s[k], self.ss[k]) for k in sorted(self.n)]
+        for label, n, s, ss in groups:
+            mean = s / n
+            cov = (ss - n * np.outer(mean, mean)) / max(n - 1, 1)
+            vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
+            keep = vals > max(vals.max(), 0.0) * 1e-12
+            yield label, n, mean, np.clip(vals[keep], 0, None), vecs[:, keep]
+
+
+def npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a, dtype=np.float64))
+    return buf.getvalue()
+
+
+def from_npy(b: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(b))
+
+
+class _Images(torch.utils.data.IterableDataset):
+    """An IterableDataset over a loader's records, sharded across DataLoader workers."""
+
+    def __init__(self, loader, transform):
+        super().__init__()
+        self.loader, self.transform = loader, transform
+
+    def __iter__(self):
+        import torch
+        from PIL import Image
+
+        info = torch.utils.data.get_worker_info()
+        shard, shards = (info.id, info.num_workers) if info else (0, 1)
+        for i, r in enumerate(self.loader.records()):
+            if i % shards != shard:
+                continue
+            try:
+                if r.pixels is not None:
+                    im = Image.fromarray(r.pixels)
+                else:
+                    im = Image.open(r.file)
+                    im.draft("RGB", (512, 512))  # decode JPEGs near the model's input size
+                x = self.transform(im.convert("RGB"))
+            except (OSError, ValueError, SyntaxError, ImageError):
+                yield None, r.image_id, r.label or "", False
+                continue
+            yield x, r.image_id, r.label or "", True
+
+
+def _collate(items):
+    import torch
+
+    ok = [it for it in items if it[3]]
+    bad = [it[1] for it in items if not it[3]]
+    x = torch.stack([it[0] for it in ok]) if ok else None
+    return x, [it[1] for it in ok], [it[2] for it in ok], bad
+
+
+def loader_for(con, dataset: str):
+    row = con.execute("SELECT layout, root, params FROM datasets WHERE name = ? AND NOT is_stub", [dataset]).fetchone()
+    if not row:
+        names = [r[0] for r in con.execute("SELECT name FROM datasets WHERE NOT is_stub ORDER BY name").fetchall()]
+        raise MetadbError(f"dataset {dataset!r} is not ingested", f"ingest it first; ingested: {', '.join(names) or 'none'}")
+    layout, root, params = row
+    if not Path(root).exists():
+        raise MetadbError(f"{dataset} was read from {root}, which is gone", "re-ingest it from its new place")
+    return create_loader(layout, root, **json.loads(params or "{}"))
+
+
+def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Path | None = None,
+          device: str | None = None, per_image: bool = True, batch_size: int | None = None,
+          random_init: bool = False, progress: bool | None = None, workers: int | None = None,
+          force: bool = False) -> EmbedResult:
+    """Embed one ingested dataset; the store changes only when every batch has gone through."""
+    import torch
+    from tqdm import tqdm
+
+    from metadb.backbones import create_backbone, pick_device, record
+
+    dev = pick_device(device)
+    b = create_backbone(backbone, weights, random_init)
+    db_path = Path(db) if db is not None else store.default_path()
+    con = store.connect(db_path)
+    try:
+        loader = loader_for(con, dataset)
+        fingerprint = con.execute("SELECT fingerprint FROM datasets WHERE name = ?", [dataset]).fetchone()[0]
+        if not force and _up_to_date(con, dataset, b, fingerprint, per_image):
+            return EmbedResult(dataset, backbone, dev, 0, 0, 0.0, None, "up-to-date")
+        model = b.model.to(dev)
+        cuda = dev.startswith("cuda")
+        if cuda:
+            model = model.to(memory_format=torch.channels_last)
+        batch_size = batch_size or (128 if cuda else 32)
+        workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if cuda else 1)
+        data = torch.utils.data.DataLoader(_Images(loader, b.transform()), batch_size=batch_size, num_workers=workers,
+                                           collate_fn=_collate, pin_memory=cuda)
+        run_id = uuid.uuid4().hex[:12]
+        out_dir = Path(f"{db_path}.embeddings")
+        final = out_dir / f"{dataset}.{backbone}.{run_id}.parquet"
+        t0 = time.perf_counter()
+        acc, n_ok, failed, tmp = _stream(data, model, dev, cuda, b, dataset, per_image, out_dir, run_id, progress)
+        if n_ok < 2:
+            raise MetadbError(f"{dataset}: only {n_ok} images could be embedded; need at least 2")
+        seconds = time.perf_counter() - t0
+        if tmp is not None:
+            tmp.rename(final)
+        try:
+            with store.transaction(con):
+                _write(con, b, dataset, acc, run_id, dev, batch_size, n_ok, failed, final if tmp else None, seconds,
+                       fingerprint)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return EmbedResult(dataset, backbone, dev, n_ok, failed, seconds, str(final) if tmp else None)
+    finally:
+        con.close()
+
+
+def _stream(data, model, dev, cuda, b, dataset, per_image, out_dir, run_id, progress):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+    from tqdm import tqdm
+
+    acc = GaussianAccumulator(b.feature_dim)
+    writer, tmp = None, None
+    if per_image:
+        out_dir.mkdir(exist_ok=True)
+        tmp = out_dir / f".{run_id}.parquet.tmp"
+        schema = pa.schema([("image_id", pa.string()), ("label", pa.string()),
+                            ("embedding", pa.list_(pa.float32(), b.feature_dim))])
+        writer = pq.ParquetWriter(tmp, schema)
+    n_ok = failed = 0
+    bar = tqdm(desc=f"embed {dataset} ({b.name})", unit="img", disable=None if progress is None else not progress)
+    try:
+        with torch.inference_mode(), bar:
+            for k, (x, ids, labels, bad) in enumerate(data):
+                failed += len(bad)
+                if x is None:
+                    continue
+                x = x.to(dev, non_blocking=True)
+                if cuda:
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        f = model(x.to(memory_format=torch.channels_last))
+                else:
+                    f = model(x)
+                f = f.float().cpu().numpy()
+                if not np.isfinite(f).all():
+                    raise MetadbError(f"backbone {b.name} produced NaN or inf features in batch {k} of {dataset}",
+                                      "check the weights (--weights) and the preprocessing")
+                f64 = f.astype(np.float64)
+                for label in set(labels):
+                    acc.add(label, f64[[i for i, l in enumerate(labels) if l == label]])
+                if writer is not None:
+                    writer.write_table(pa.table({"image_id": ids, "label": labels,
+                                                 "embedding": pa.FixedSizeListArray.from_arrays(f.ravel(), b.feature_dim)},
+                                                schema=writer.schema))
+                n_ok += len(ids)
+                bar.update(len(ids) + len(bad))
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            tmp.unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.close()
+    return acc, n_ok, failed, tmp
+
+
+def _up_to_date(con, dataset: str, b, fingerprint: str, per_image: bool) -> bool:
+    """Same data, same weights (and per-image vectors when asked for): nothing to recompute."""
+    row = con.execute("SELECT params, per_image_path FROM embedding_runs WHERE dataset = ? AND backbone = ?",
+                      [dataset, b.name]).fetchone()
+    if not row or b.weights_source == "random-init":
+        return False
+    params = json.loads(row[0])
+    return (params.get("fingerprint") == fingerprint and params.get("weights_sha256") == b.weights_sha256
+            and (not per_image or (row[1] is not None and Path(row[1]).exists())))
+
+
+def _write(con, b, dataset, acc, run_id, dev, batch_size, n_ok, failed, path, seconds, fingerprint) -> None:
+    from metadb.backbones import record
+
+    record(con, b)
+    old = [r[0] for r in con.execute("SELECT per_image_path FROM embedding_runs WHERE dataset = ? AND backbone = ?",
+                                     [dataset, b.name]).fetchall() if r[0]]
+    con.execute("DELETE FROM embedding_stats WHERE dataset = ? AND backbone = ?", [dataset, b.name])
+    con.execute("DELETE FROM embedding_runs WHERE dataset = ? AND backbone = ?", [dataset, b.name])
+    for label, n, mean, vals, vecs in acc.finalize():
+        con.execute("INSERT INTO embedding_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                    [dataset, label, b.name, n, b.feature_dim, npy(mean), npy(vals), npy(vecs), float(vals.sum()), run_id])
+    params = {"batch_size": batch_size, "weights": b.weights_source, "weights_sha256": b.weights_sha256,
+              "preprocessing": b.preprocessing, "fingerprint": fingerprint}
+    con.execute("INSERT INTO embedding_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                [run_id, dataset, b.name, dev, json.dumps(params), n_ok, failed, str(path) if path else None, seconds])
+    for p in old:  # superseded per-image files; only after the new rows are in place
+        Path(p).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Stats:
+    dataset: str
+    label: str
+    n: int
+    mean: np.ndarray
+    eigvals: np.ndarray
+    eigvecs: np.ndarray
+    run_id: str
+
+
+def load_stats(con, backbone: str, per_class: bool = False, datasets: list[str] | None = None) -> list[Stats]:
+    sql = "SELECT dataset, label, n, mean, eigvals, eigvecs, run_id FROM embedding_stats WHERE backbone = ?"
+    sql += "" if per_class else " AND label = ''"
+    rows = con.execute(sql + " ORDER BY dataset, label", [backbone]).fetchall()
+    out = [Stats(d, lab, n, from_npy(m), from_npy(v), from_npy(e), r) for d, lab, n, m, v, e, r in rows]
+    return [s for s in out if datasets is None or s.dataset in datasets]
+
+
+def per_image(con, dataset: str, backbone: str) -> tuple[np.ndarray, list[str]]:
+    """The stored per-image embeddings of one dataset (N x D float32) and their labels."""
+    import pyarrow.parquet as pq
+
+    row = con.execute("SELECT per_image_path FROM embedding_runs WHERE dataset = ? AND backbone = ?",
+                      [dataset, backbone]).fetchone()
+    if not row or not row[0]:
+        raise MetadbError(f"no per-image embeddings of {dataset} with {backbone}",
+                          f"run `metadb embed {dataset} --backbone {backbone} --per-image`")
+    t = pq.read_table(row[0])
+    x = np.asarray(t["embedding"].combine_chunks().flatten()).reshape(t.num_rows, -1)
+    return x, t["label"].to_pylist()

