@@ -54,16 +54,8 @@ class Extractor:
 
 
 extractors: Registry[type[Extractor]] = Registry("extractor")
-
-
-def register_extractor(cls: type[Extractor]) -> type[Extractor]:
-    """Class decorator: registers under `cls.name` with `cls.version`."""
-    extractors.register(cls.name, cls.version)(cls)
-    return cls
-
-
-def create_extractor(name: str, **params: Any) -> Extractor:
-    return extractors.create(name, **params)
+register_extractor = extractors.register_class
+create_extractor = extractors.create
 
 
 def counter_quantile(counts: Counter, q: float) -> float:

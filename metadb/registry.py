@@ -48,6 +48,11 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def register_class(self, cls):
+        """Class decorator for plug-ins that carry their own `name` and `version` attributes."""
+        self.register(cls.name, cls.version)(cls)
+        return cls
+
     def entry(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]

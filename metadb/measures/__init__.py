@@ -38,15 +38,8 @@ class Measure:
 
 
 measures: Registry[type[Measure]] = Registry("measure")
-
-
-def register_measure(cls: type[Measure]) -> type[Measure]:
-    measures.register(cls.name, cls.version)(cls)
-    return cls
-
-
-def create_measure(name: str, **params: Any) -> Measure:
-    return measures.create(name, **params)
+register_measure = measures.register_class
+create_measure = measures.create
 
 
 for _mod in pkgutil.iter_modules(__path__):

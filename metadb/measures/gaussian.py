@@ -37,7 +37,9 @@ def trace_sqrt_product(l1: np.ndarray, c1: float, l2: np.ndarray, c2: float) -> 
     """
     dim = l1.shape[0]
     if c1 == 0.0 and c2 == 0.0:
-        return float(np.linalg.svd(l1.T @ l2, compute_uv=False).sum())
+        c = l1.T @ l2
+        g = c @ c.T if c.shape[0] <= c.shape[1] else c.T @ c  # the smaller Gram matrix
+        return float(np.sqrt(np.clip(np.linalg.eigvalsh(g), 0, None)).sum())  # = sum of singular values of c
     q, _ = np.linalg.qr(np.hstack([l1, l2]))
     k = q.shape[1]
     a1, a2 = q.T @ l1, q.T @ l2
