@@ -1,9 +1,13 @@
 """Import published or in-house results: fine-tuning outcomes, transferability scores, distances.
 
-Every importer turns one file into rows of one table and commits them in one transaction with a
-row in `imports` (the file's sha256 plus the options), so a bad cell aborts the whole file and
-re-importing the same file adds nothing. Dataset names are canonicalised through the catalog
-(aliases such as `blood` -> `bloodmnist`); names the store does not hold become flagged stubs.
+Every importer turns files into rows of one table. All files a command matches are parsed and
+validated first (column-wise, with polars), then committed together in one transaction with one
+row per file in `imports` (the file's sha256 plus the options). So a bad cell in the seventh of
+twelve files leaves the store as it was, and re-importing a file adds nothing. Dataset names are
+canonicalised through the catalog (aliases such as `blood` -> `bloodmnist`); names the store does
+not hold become flagged stubs (`datasets.is_stub`), with catalog metadata when the catalog knows
+them. Rows reach DuckDB through a temporary Parquet file: handing DuckDB an Arrow table would make
+it import pandas when pandas happens to be installed, which costs more than the import itself.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import math
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +27,22 @@ import polars as pl
 from metadb import catalog, store
 from metadb.errors import MetadbError
 
-NULLS = ["", "nan", "NaN", "NA", "null", "None"]
-HYPERPARAMETERS = ("lr", "momentum", "wd", "batch_size", "epochs", "optimizer", "weight_decay")
+NULLS = ["", "nan", "NaN", "NAN", "-nan", "NA", "N/A", "null", "NULL", "None"]
+HYPERPARAMETERS = ("lr", "learning_rate", "momentum", "wd", "weight_decay", "batch_size", "epochs", "optimizer",
+                   "dropout", "scheduler", "augmentation", "image_size", "freeze")
+INDEX_COLUMNS = ("", "index", "Unnamed: 0", "column_1")  # a pandas index written by to_csv
+OUTCOME_DEFAULT_METRIC = "auc"
+
+Reader = Callable[[Path], "Parsed"]
+
+
+@dataclass
+class Parsed:
+    """One file's validated rows, ready to insert, and what was skipped on purpose."""
+
+    frame: pl.DataFrame
+    skipped: int = 0
+    skip_reason: str = ""
 
 
 @dataclass
@@ -34,61 +52,164 @@ class ImportResult:
     status: str  # "imported" or "already imported"
     rows: int = 0
     skipped: int = 0
+    skip_reason: str = ""
 
     def summary(self) -> str:
         if self.status != "imported":
             return f"{self.file}: already imported; nothing added"
-        skipped = f", {self.skipped} empty cells or runs skipped" if self.skipped else ""
+        skipped = f", {self.skipped} {self.skip_reason or 'rows'} skipped" if self.skipped else ""
         return f"{self.file}: {self.rows} {self.kind} rows imported{skipped}"
 
 
+# --- reading and validating cells --------------------------------------------------------------
 def canonical(name: str) -> str:
     name = str(name).strip()
     return catalog.get(name).name if name in catalog.catalog else name
 
 
-def value_range(metric: str) -> tuple[float, float] | None:
-    """AUC, accuracy and F1 live in [0, 1]; other metrics are unbounded."""
-    m = metric.lower()
+def value_range(metric: str | None) -> tuple[float, float] | None:
+    """AUC, accuracy and F1 live in [0, 1]; losses, LogME and other scores are unbounded."""
+    m = (metric or "").lower()
     return (0.0, 1.0) if any(k in m for k in ("auc", "acc", "f1")) else None
 
 
 def files(pattern: str) -> list[Path]:
-    found = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
+    found = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)) if Path(p).is_file())
     if not found:
-        raise MetadbError(f"no file matches {pattern}", "check the path (quote glob patterns)")
+        raise MetadbError(f"no file matches {pattern}", "check the path (quote glob patterns so the shell leaves them)")
     return found
 
 
-def read_csv(path: Path, separator: str = ",") -> pl.DataFrame:
-    """All columns as strings (cells are validated, with row numbers, by the importers)."""
+def sniff_separator(path: Path) -> str:
+    """`;` for files like experts_clean.csv, tab for TSV, else `,`."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        first = f.readline()
+    counts = {sep: first.count(sep) for sep in (",", ";", "\t")}
+    return max(counts, key=lambda s: (counts[s], s == ","))
+
+
+def read_csv(path: Path, separator: str | None = None) -> pl.DataFrame:
+    """Every column as text (cells are validated column-wise below), plus `file_row` (header = row 1)."""
     try:
-        df = pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8-lossy")
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise MetadbError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:100]})") from None
-    return df.rename({c: c.lstrip("\ufeff").strip() for c in df.columns})
+        df = pl.read_csv(path, separator=separator or sniff_separator(path), infer_schema_length=0,
+                         encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as e:
+        raise MetadbError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:100]})",
+                          "check the file and its separator") from None
+    df = df.rename({c: c.lstrip("\ufeff").strip() for c in df.columns})
+    return df.with_row_index("file_row", offset=2).with_columns(pl.col("file_row").cast(pl.Int64))
 
 
-def require(df: pl.DataFrame, path: Path, columns: list[str]) -> None:
+def require(df: pl.DataFrame, path: Path, columns: list[str], expected: str = "") -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise MetadbError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(df.columns)}")
+        found = ", ".join(c for c in df.columns if c != "file_row")
+        raise MetadbError(f"{path}: missing column(s) {', '.join(missing)}; found {found}",
+                          expected or None)
 
 
-def number(cell: Any, path: Path, row: int, column: str, metric: str | None = None) -> float | None:
-    """A numeric cell (None when empty/nan), range-checked for bounded metrics."""
-    if cell is None or str(cell).strip() in NULLS:
-        return None
-    try:
-        v = float(cell)
-    except ValueError:
-        raise MetadbError(f"{path} row {row}, column {column}: {cell!r} is not a number") from None
-    if math.isnan(v):
-        return None
-    bounds = value_range(metric) if metric else None
-    if bounds and not bounds[0] <= v <= bounds[1]:
-        raise MetadbError(f"{path} row {row}, column {column}: {metric} {v} is outside [{bounds[0]:g}, {bounds[1]:g}]")
-    return v
+def first(df: pl.DataFrame, mask: pl.Series) -> dict[str, Any]:
+    """The first row where mask holds, as a dict (for the error message)."""
+    return df.filter(mask).row(0, named=True)
+
+
+def pair(row: dict[str, Any]) -> str:
+    return f"{row.get('source')}->{row.get('target')}" if "source" in row and "target" in row else ""
+
+
+def numbers(df: pl.DataFrame, column: str, path: Path, metric: str | pl.Series | None = None,
+            required: bool = False) -> pl.Series:
+    """Column as Float64 (missing cells null), refusing text, non-finite numbers and out-of-range metrics.
+
+    `metric` names the metric of every cell, or gives one per row (long files); bounded metrics
+    (AUC, accuracy) must lie in [0, 1]. The first offending cell is the error, with its row.
+    """
+    raw = df[column].str.strip_chars()
+    values = raw.cast(pl.Float64, strict=False)
+    missing = raw.is_null() | raw.is_in(NULLS) | values.is_nan()
+    bad = values.is_null() & ~missing
+    if bad.any():
+        r = first(df, bad)
+        raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not a number",
+                          "fix the cell, or leave it empty for a missing value")
+    infinite = values.is_infinite()
+    if infinite.any():
+        r = first(df, infinite)
+        raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not finite")
+    if required and missing.any():
+        r = first(df, missing)
+        what = pair(r)
+        raise MetadbError(f"{path} row {r['file_row']}: empty value for {what or column} ({r[column]!r} in {column})",
+                          "a value is required here; drop the row if it was not run")
+    values = values.fill_nan(None)
+    _check_range(df, column, values, path, metric)
+    return values.set(missing, None) if missing.any() else values
+
+
+def _check_range(df: pl.DataFrame, column: str, values: pl.Series, path: Path, metric: str | pl.Series | None) -> None:
+    if metric is None:
+        return
+    if isinstance(metric, str):
+        bounded = pl.Series([value_range(metric) is not None] * len(values))
+        names = pl.Series([metric] * len(values))
+    else:
+        bounded = metric.replace_strict({m: value_range(m) is not None for m in metric.unique().to_list()},
+                                        return_dtype=pl.Boolean)
+        names = metric
+    out = bounded & values.is_not_null() & ((values < 0.0) | (values > 1.0))
+    if out.any():
+        i = int(out.arg_true()[0])
+        row = int(df["file_row"][i])
+        raise MetadbError(f"{path} row {row}, column {column}: {names[i]} {values[i]} is outside [0, 1]",
+                          "AUC and accuracy are fractions: divide percentages by 100, or name another --metric")
+
+
+def integers(df: pl.DataFrame, column: str, path: Path) -> pl.Series:
+    """An optional integer column (fold, seed): empty cells null, anything else must be a whole number."""
+    values = numbers(df, column, path)
+    fractional = values.is_not_null() & (values != values.round(0))
+    if fractional.any():
+        r = first(df, fractional)
+        raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not a whole number")
+    return values.cast(pl.Int64)
+
+
+def names(df: pl.DataFrame, column: str, path: Path) -> pl.Series:
+    """Dataset names, stripped and canonicalised through the catalog; an empty name is an error."""
+    raw = df[column].str.strip_chars()
+    empty = raw.is_null() | (raw == "")
+    if empty.any():
+        r = first(df, empty)
+        raise MetadbError(f"{path} row {r['file_row']}: empty {column}", f"every row needs a {column} dataset name")
+    mapping = {n: canonical(n) for n in raw.unique().to_list()}
+    return raw.replace_strict(mapping, return_dtype=pl.Utf8)
+
+
+def json_objects(df: pl.DataFrame, column: str, path: Path) -> None:
+    """Refuse a cell that is not a JSON object: the column is read back with json_extract."""
+    for row, cell in df.select("file_row", column).filter(pl.col(column).is_not_null()).iter_rows():
+        try:
+            ok = isinstance(json.loads(cell), dict)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise MetadbError(f"{path} row {row}, column {column}: {cell[:60]!r} is not a JSON object",
+                              'write it like {"lr": 0.01, "batch_size": 64}')
+
+
+def refuse_duplicates(df: pl.DataFrame, keys: list[str], path: Path, what: str) -> None:
+    dup = df.select(keys).is_duplicated()
+    if dup.any():
+        rows = df.filter(dup)
+        key = rows.row(0, named=True)
+        where = rows.filter(pl.all_horizontal([pl.col(k) == key[k] for k in keys]))["file_row"].to_list()
+        shown = ", ".join(str(key[k]) for k in keys)
+        raise MetadbError(f"{path}: {what} {shown} appears {len(where)} times (rows {', '.join(map(str, where))})",
+                          "keep one row per " + what)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def digest(path: Path, options: dict[str, Any]) -> str:
@@ -97,122 +218,158 @@ def digest(path: Path, options: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
+# --- committing --------------------------------------------------------------------------------
 def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, options: dict[str, Any], table: str,
-                 read: Callable[[Path], tuple[list[dict[str, Any]], int]]) -> list[ImportResult]:
-    """Read every matching file and commit each in its own transaction, on one store connection."""
+                 read: Reader, check: Callable[[Any, list[tuple[Path, Parsed]]], None] | None = None
+                 ) -> list[ImportResult]:
+    """Parse every matching file, then commit all of them in one transaction (or none)."""
     paths = files(pattern)
     con = store.connect(db)
     try:
-        return [commit(con, path, kind, fmt, options, table, read) for path in paths]
+        results: dict[Path, ImportResult] = {}
+        pending: list[tuple[Path, str, Parsed]] = []
+        seen: set[str] = set()
+        for path in paths:
+            sha = digest(path, options)
+            if sha in seen or con.execute("SELECT 1 FROM imports WHERE sha256 = ?", [sha]).fetchone():
+                results[path] = ImportResult(str(path), kind, "already imported")
+                continue
+            seen.add(sha)
+            pending.append((path, sha, read(path)))
+        if check:
+            check(con, [(p, parsed) for p, _, parsed in pending])
+        if pending:
+            insert_all(con, table, kind, fmt, pending)
+        for path, _, parsed in pending:
+            results[path] = ImportResult(str(path), kind, "imported", parsed.frame.height, parsed.skipped,
+                                         parsed.skip_reason)
+        return [results[p] for p in paths]
     finally:
         con.close()
 
 
-def commit(con, path: Path, kind: str, fmt: str, options: dict[str, Any], table: str,
-           read: Callable[[Path], tuple[list[dict[str, Any]], int]]) -> ImportResult:
-    """Insert rows + stubs + the import record in one transaction, unless already imported."""
-    sha = digest(path, options)
-    if con.execute("SELECT 1 FROM imports WHERE sha256 = ?", [sha]).fetchone():
-        return ImportResult(str(path), kind, "already imported")
-    rows, skipped = read(path)
-    names = {r[k] for r in rows for k in ("source", "target", "dataset_a", "dataset_b") if k in r}
+def insert_all(con, table: str, kind: str, fmt: str, pending: list[tuple[Path, str, Parsed]]) -> None:
+    """Stage the rows in Parquet, then rows + stubs + import records in one transaction."""
     columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-    with store.transaction(con):
-        if rows:
-            frame = pl.DataFrame(rows, schema_overrides={c: pl.Utf8 for c in ("hyperparameters", "params")},
-                                 infer_schema_length=None)
-            incoming = frame.select([c for c in columns if c in frame.columns]).to_arrow()
-            con.register("incoming", incoming)
-            cols = ", ".join(c for c in columns if c in frame.columns)
-            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
-            con.unregister("incoming")
-        add_stubs(con, names)
-        con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)", [sha, str(path), kind, fmt, len(rows), now()])
-    return ImportResult(str(path), kind, "imported", len(rows), skipped)
+    frames = [parsed.frame for _, _, parsed in pending if parsed.frame.height]
+    dataset_names: set[str] = set()
+    for f in frames:
+        for c in ("source", "target", "dataset_a", "dataset_b"):
+            if c in f.columns:
+                dataset_names.update(f[c].unique().to_list())
+    with tempfile.TemporaryDirectory(prefix="metadb-import-") as tmp:
+        staged = Path(tmp) / "rows.parquet"
+        if frames:
+            rows = pl.concat(frames, how="diagonal_relaxed")
+            rows.select([c for c in columns if c in rows.columns]).write_parquet(staged)
+        with store.transaction(con):
+            if frames:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(staged)])
+            add_stubs(con, dataset_names)
+            con.executemany("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)",
+                            [[sha, str(path), kind, fmt, parsed.frame.height, now()] for path, sha, parsed in pending])
 
 
-def add_stubs(con, names: set[str]) -> None:
+def add_stubs(con, dataset_names: set[str]) -> None:
     """Datasets known only by name become flagged stubs, with catalog metadata when there is some."""
     have = {r[0] for r in con.execute("SELECT name FROM datasets").fetchall()}
-    for name in sorted(names - have):
+    rows = []
+    for name in sorted(dataset_names - have):
         info = catalog.get(name) if name in catalog.catalog else None
-        con.execute(
-            """INSERT INTO datasets (name, title, modality, anatomy, domain, label_type, licence, source_url,
-                                     derived_from, is_stub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, true)""",
-            [name, info.title if info else name, info and info.modality, info and info.anatomy, info and info.domain,
-             info and info.label_type, info and info.licence, info and info.url,
-             list(info.derived_from) if info else []],
-        )
+        rows.append([name, info.title if info else name, info and info.modality, info and info.anatomy,
+                     info and info.domain, info and info.label_type, info and info.licence, info and info.url,
+                     list(info.derived_from) if info else []])
+    if rows:
+        con.executemany("""INSERT INTO datasets (name, title, modality, anatomy, domain, label_type, licence,
+                                                 source_url, derived_from, is_stub)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, true)""", rows)
 
 
 # --- outcomes ----------------------------------------------------------------------------------
-def _outcome(source: str, target: str, metric: str, value: float, path: Path, row: int, **kw: Any) -> dict[str, Any]:
-    base = {"source": canonical(source), "target": canonical(target), "metric": metric, "value": value,
-            "architecture": None, "pretraining": None, "protocol": "fine-tune", "fold": None, "seed": None,
-            "hyperparameters": None, "run_id": None, "status": None, "is_selected": True,
-            "file": str(path), "file_row": row, "imported_at": now()}
-    base.update({k: v for k, v in kw.items() if v is not None})
-    return base
+def _provenance(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    return frame.with_columns(file=pl.lit(str(path)), imported_at=pl.lit(now()))
 
 
-def _read_folds(path: Path, metric: str) -> tuple[list[dict], int]:
+def _read_folds(path: Path, metric: str, **_: Any) -> Parsed:
+    """cats-scans `auc_folds_means_std.csv`: source,target,fold_1..fold_k[,mean,std]; all-nan rows = not run."""
     df = read_csv(path)
-    require(df, path, ["source", "target"])
-    folds = sorted((c for c in df.columns if c.startswith("fold_")), key=lambda c: int(c.split("_")[1]))
+    expected = "expected source,target,fold_1..fold_k[,mean,std]"
+    require(df, path, ["source", "target"], expected)
+    folds = sorted((c for c in df.columns if c.startswith("fold_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
     if not folds:
-        raise MetadbError(f"{path}: no fold_1 … fold_k columns; expected source,target,fold_1..fold_k[,mean,std]")
-    rows, skipped = [], 0
-    for i, r in enumerate(df.iter_rows(named=True), start=2):
-        values = [number(r[c], path, i, c, metric) for c in folds]
-        if all(v is None for v in values):
-            skipped += 1  # a pair that was not run
-            continue
-        if any(v is None for v in values):
-            raise MetadbError(f"{path} row {i}: {r['source']}->{r['target']} has an empty fold; expected all or none")
-        rows += [_outcome(r["source"], r["target"], metric, v, path, i, fold=int(c.split("_")[1]))
-                 for c, v in zip(folds, values)]
-    return rows, skipped
+        raise MetadbError(f"{path}: no fold_1 .. fold_k columns", expected)
+    df = df.with_columns(source=names(df, "source", path), target=names(df, "target", path))
+    refuse_duplicates(df, ["source", "target"], path, "pair")
+    values = pl.DataFrame({c: numbers(df, c, path, metric) for c in folds})
+    n_missing = values.select(pl.sum_horizontal([pl.col(c).is_null() for c in folds])).to_series()
+    partial = (n_missing > 0) & (n_missing < len(folds))
+    if partial.any():
+        r = first(df, partial)
+        empty = [c for c in folds if values.filter(partial).row(0, named=True)[c] is None]
+        raise MetadbError(f"{path} row {r['file_row']}: {pair(r)} has {', '.join(empty)} empty but other folds set",
+                          "a pair has a value for every fold, or nan in all of them when it was not run")
+    run = n_missing == 0
+    wide = pl.concat([df.select("source", "target", "file_row"), values], how="horizontal").filter(run)
+    long = wide.unpivot(index=["source", "target", "file_row"], on=folds, variable_name="fold", value_name="value")
+    frame = long.with_columns(pl.col("fold").str.slice(5).cast(pl.Int32), metric=pl.lit(metric),
+                              is_selected=pl.lit(True)).sort("file_row", "fold")
+    return Parsed(_provenance(frame, path), int((~run).sum()), "pairs not run (all folds nan)")
 
 
-def _read_matrix_cells(path: Path, metric: str) -> tuple[list[tuple[str, str, float, int]], int]:
-    """(source, target, value, row) for every non-empty cell of a source x target matrix CSV."""
+def _matrix_cells(path: Path, metric: str | None, value_name: str = "value") -> tuple[pl.DataFrame, int]:
+    """(source, target, value, file_row) for each filled cell of a source x target matrix CSV.
+
+    The Juodelyte files have a leading unnamed index column and a `source` column; empty cells
+    are the self pairs. A square distance matrix may name its row column `dataset` instead.
+    """
     df = read_csv(path)
-    require(df, path, ["source"])
-    targets = [c for c in df.columns if c not in ("source", "") and not c.startswith(("Unnamed", "column_"))]
-    cells, skipped = [], 0
-    for i, r in enumerate(df.iter_rows(named=True), start=2):
-        for t in targets:
-            v = number(r[t], path, i, t, metric)
-            if v is None:
-                skipped += 1
-            else:
-                cells.append((r["source"], t, v, i))
-    return cells, skipped
+    row_col = next((c for c in ("source", "dataset", "name", "model") if c in df.columns), None)
+    if row_col is None:
+        raise MetadbError(f"{path}: no source column",
+                          "expected a `source` column naming each row, then one column per target")
+    targets = [c for c in df.columns if c not in (row_col, "file_row") and c not in INDEX_COLUMNS
+               and not c.startswith("Unnamed")]
+    if not targets:
+        raise MetadbError(f"{path}: no target columns besides {row_col}", "one column per target dataset is expected")
+    df = df.with_columns(names(df, row_col, path).alias("source"))
+    refuse_duplicates(df, ["source"], path, "source")
+    values = pl.DataFrame({canonical(t): numbers(df, t, path, metric) for t in targets})
+    if values.width < len(targets):
+        raise MetadbError(f"{path}: two target columns name the same dataset ({', '.join(targets)})")
+    wide = pl.concat([df.select("source", "file_row"), values], how="horizontal")
+    long = wide.unpivot(index=["source", "file_row"], variable_name="target", value_name=value_name)
+    filled = long.filter(pl.col(value_name).is_not_null()).sort("file_row", maintain_order=True)
+    return filled, long.height - filled.height
 
 
-def _read_matrix(path: Path, metric: str) -> tuple[list[dict], int]:
-    cells, skipped = _read_matrix_cells(path, metric)
-    return [_outcome(s, t, metric, v, path, i) for s, t, v, i in cells], skipped
+def _read_matrix(path: Path, metric: str, **_: Any) -> Parsed:
+    cells, skipped = _matrix_cells(path, metric)
+    frame = cells.with_columns(metric=pl.lit(metric), is_selected=pl.lit(True))
+    return Parsed(_provenance(frame, path), skipped, "empty cells (self pairs or not run)")
 
 
-def _read_long(path: Path, metric: str | None) -> tuple[list[dict], int]:
+def _read_long(path: Path, metric: str | None, **_: Any) -> Parsed:
+    """source,target,value[,metric,fold,seed,run_id,status,architecture,pretraining,protocol,hyperparameters]."""
     df = read_csv(path)
-    require(df, path, ["source", "target", "value"] + ([] if metric else ["metric"]))
-    rows = []
-    for i, r in enumerate(df.iter_rows(named=True), start=2):
-        m = r.get("metric") or metric
-        v = number(r["value"], path, i, "value", m)
-        if v is None:
-            raise MetadbError(f"{path} row {i}: empty value for {r['source']}->{r['target']}")
-        extra = {k: r.get(k) for k in ("architecture", "pretraining", "protocol", "run_id", "status")}
-        for k in ("fold", "seed"):
-            extra[k] = int(r[k]) if r.get(k) not in (None, "") else None
-        rows.append(_outcome(r["source"], r["target"], m, v, path, i, **extra))
-    return rows, 0
+    require(df, path, ["source", "target", "value"] + ([] if metric else ["metric"]),
+            "expected source,target,value[,metric,fold,seed,run_id,...] (or pass --metric)")
+    df = df.with_columns(source=names(df, "source", path), target=names(df, "target", path))
+    metrics = (df["metric"].str.strip_chars().fill_null(metric or "") if "metric" in df.columns
+               else pl.Series([metric] * df.height))
+    if (metrics == "").any():
+        r = first(df, metrics == "")
+        raise MetadbError(f"{path} row {r['file_row']}: empty metric", "fill the metric column or pass --metric")
+    frame = df.select("source", "target", "file_row").with_columns(
+        metric=metrics, value=numbers(df, "value", path, metrics, required=True), is_selected=pl.lit(True))
+    extra = {c: integers(df, c, path).cast(pl.Int32) for c in ("fold", "seed") if c in df.columns}
+    extra.update({c: df[c] for c in ("architecture", "pretraining", "protocol", "run_id", "status", "hyperparameters")
+                  if c in df.columns})
+    if "hyperparameters" in extra:
+        json_objects(df, "hyperparameters", path)
+    if "run_id" in extra:
+        refuse_duplicates(df.with_columns(run_id=extra["run_id"]).filter(pl.col("run_id").is_not_null()),
+                          ["run_id"], path, "run id")
+    return Parsed(_provenance(frame.with_columns(**extra), path))
 
 
 def parse_select(select: str | None) -> tuple[str, str] | None:
@@ -224,186 +381,242 @@ def parse_select(select: str | None) -> tuple[str, str] | None:
     return how, column
 
 
-def numeric_column(df: pl.DataFrame, column: str, path: Path, metric: str | None = None) -> pl.Series:
-    """Cast a string column to float in one pass; the first bad or out-of-range cell is the error."""
-    raw = df[column].str.strip_chars()
-    values = raw.cast(pl.Float64, strict=False)
-    bad = values.is_null() & raw.is_not_null() & ~raw.is_in(NULLS)
-    if bad.any():
-        i = int(bad.arg_true()[0])
-        number(raw[i], path, i + 2, column, metric)  # raises with the row and the cell
-    bounds = value_range(metric) if metric else None
-    if bounds:
-        out = values.is_not_nan() & ((values < bounds[0]) | (values > bounds[1]))
-        if out.any():
-            i = int(out.arg_true()[0])
-            number(raw[i], path, i + 2, column, metric)
-    return values.fill_nan(None)
+def _column(df: pl.DataFrame, *candidates: str) -> str | None:
+    """The first of `candidates` the export has (UI exports say `Run ID`, mlflow.search_runs `run_id`)."""
+    return next((c for c in candidates if c in df.columns), None)
 
 
-def _read_mlflow(path: Path, metric: str, select: tuple[str, str] | None) -> tuple[list[dict], int]:
-    """An MLflow run export, validated column-wise (20k runs in well under a second)."""
+def _hyperparameters(df: pl.DataFrame, exclude: set[str]) -> pl.Series | None:
+    """The run's configuration as a JSON object; numbers stay numbers (`{"lr":0.001,"batch_size":256}`)."""
+    cols = [c for c in df.columns if (c in HYPERPARAMETERS or c.startswith("params.")) and c not in exclude]
+    if not cols:
+        return None
+    typed = []
+    for c in cols:
+        raw = df[c].str.strip_chars()
+        as_int, as_float = raw.cast(pl.Int64, strict=False), raw.cast(pl.Float64, strict=False)
+        given = raw.is_not_null() & (raw != "")
+        if (as_int.is_not_null() == given).all():
+            typed.append(as_int.alias(c.removeprefix("params.")))
+        elif (as_float.is_not_null() == given).all():
+            typed.append(as_float.alias(c.removeprefix("params.")))
+        else:
+            typed.append(raw.alias(c.removeprefix("params.")))
+    return pl.DataFrame(typed).select(pl.struct(pl.all()).struct.json_encode()).to_series()
+
+
+def _read_mlflow(path: Path, metric: str, select: tuple[str, str] | None = None, **_: Any) -> Parsed:
+    """An MLflow run export: every run is kept; `select` marks each pair's ground-truth run.
+
+    Validated column-wise (20k runs in a fraction of a second). Blank lines and runs that logged
+    no value for `metric` are counted skips; a failed or killed run is never the selected one.
+    """
     df = read_csv(path)
-    require(df, path, ["Run ID", "source_flag", "target_flag", metric] + ([select[1]] if select else []))
-    df = df.with_row_index("file_row", offset=2)
-    blank = pl.all_horizontal([pl.col(c).is_null() for c in df.columns if c != "file_row"])
-    skipped = int(df.select(blank.sum()).item())  # blank lines in the export
+    run_col = _column(df, "Run ID", "run_id")
+    src_col = _column(df, "source_flag", "params.source_flag", "source")
+    tgt_col = _column(df, "target_flag", "params.target_flag", "target")
+    value_col = _column(df, metric, f"metrics.{metric}")
+    key_col = _column(df, select[1], f"metrics.{select[1]}") if select else None
+    wanted = {"Run ID": run_col, "source_flag": src_col, "target_flag": tgt_col, metric: value_col}
+    require(df, path, [name for name, found in wanted.items() if found is None],
+            "expected an MLflow run export (Run ID, source_flag, target_flag and the --metric column)")
+    if select and key_col is None:
+        raise MetadbError(f"{path}: no column {select[1]} for --select {select[0]}:{select[1]}",
+                          "name a logged metric, e.g. min:val_loss or max:val_auc")
+    data_cols = [c for c in df.columns if c != "file_row"]
+    blank = df.select(pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+                                         for c in data_cols])).to_series()
+    skipped = int(blank.sum())
     df = df.filter(~blank)
-    if df["Run ID"].null_count():
-        raise MetadbError(f"{path} row {int(df.filter(pl.col('Run ID').is_null())['file_row'][0])}: no Run ID")
-    dup = df.filter(pl.col("Run ID").is_duplicated())["Run ID"]
-    if len(dup):
-        raise MetadbError(f"{path}: run id {dup[0]} appears {int((df['Run ID'] == dup[0]).sum())} times; run ids must be unique")
-    value = numeric_column(df, metric, path, metric)
-    key = numeric_column(df, select[1], path) if select else pl.Series([None] * df.height, dtype=pl.Float64)
-    hp_cols = [c for c in HYPERPARAMETERS if c in df.columns]
-    hp = df.select(pl.struct(hp_cols).struct.json_encode()).to_series() if hp_cols else pl.Series([None] * df.height)
-    frame = pl.DataFrame({
-        "source": df["source_flag"].map_elements(canonical, return_dtype=pl.Utf8),
-        "target": df["target_flag"].map_elements(canonical, return_dtype=pl.Utf8),
-        "metric": metric, "value": value, "run_id": df["Run ID"], "status": df.get_column("Status") if "Status" in df.columns else None,
-        "architecture": df["model"] if "model" in df.columns else None, "hyperparameters": hp,
-        "file": str(path), "file_row": df["file_row"], "_key": key,
-    })
-    skipped += int(frame["value"].null_count())
-    frame = frame.filter(pl.col("value").is_not_null())  # runs that logged no value (failed or killed)
-    if select:
-        order = pl.col("_key") if select[0] == "min" else -pl.col("_key")
-        best = (frame.with_row_index("_i").filter(pl.col("_key").is_not_null())
-                .sort(order, "_i").group_by("source", "target", maintain_order=True).first()["_i"])
-        frame = frame.with_row_index("_i").with_columns(pl.col("_i").is_in(best.implode()).alias("is_selected")).drop("_i")
-    else:
-        frame = frame.with_columns(pl.lit(True).alias("is_selected"))
-    rows = frame.drop("_key").with_columns(protocol=pl.lit("fine-tune"), imported_at=pl.lit(now())).to_dicts()
-    return rows, skipped
+    if df[run_col].is_null().any():
+        raise MetadbError(f"{path} row {first(df, df[run_col].is_null())['file_row']}: no {run_col}",
+                          "every MLflow run has an id")
+    df = df.with_columns(df[run_col].str.strip_chars().alias("run_id"))
+    refuse_duplicates(df, ["run_id"], path, "run id")
+    status_col = _column(df, "Status", "status")
+    frame = df.select("run_id", "file_row").with_columns(
+        source=names(df, src_col, path), target=names(df, tgt_col, path), metric=pl.lit(metric),
+        value=numbers(df, value_col, path, metric),
+        status=df[status_col] if status_col else pl.lit(None, pl.Utf8),
+        hyperparameters=_hyperparameters(df, {src_col, tgt_col}),
+        _key=numbers(df, key_col, path, key_col) if key_col else pl.lit(None, pl.Float64),
+        seed=integers(df, "seed", path).cast(pl.Int32) if "seed" in df.columns else pl.lit(None, pl.Int32),
+    )
+    no_value = frame["value"].is_null()
+    skipped += int(no_value.sum())
+    frame = frame.filter(~no_value)
+    frame = frame.with_columns(is_selected=_selected(frame, select))
+    reason = f"blank lines or runs without {metric}"
+    return Parsed(_provenance(frame.drop("_key"), path), skipped, reason)
 
 
-def _mark_selected(rows: list[dict], select: tuple[str, str] | None) -> None:
-    """Per (source, target), only the run with the min/max selection column is the ground truth."""
+def _selected(frame: pl.DataFrame, select: tuple[str, str] | None) -> pl.Series:
+    """Per (source, target), True for the finished run with the min/max of the selection column (first on ties)."""
     if select is None:
-        return
-    best: dict[tuple[str, str], dict] = {}
-    sign = 1 if select[0] == "min" else -1
-    for r in rows:
-        r["is_selected"] = False
-        if r["_key"] is None:
-            continue
-        k = (r["source"], r["target"])
-        if k not in best or sign * r["_key"] < sign * best[k]["_key"]:
-            best[k] = r
-    for r in best.values():
-        r["is_selected"] = True
-    for r in rows:
-        del r["_key"]
+        return pl.Series([True] * frame.height)
+    eligible = frame.with_row_index("_i").filter(
+        pl.col("_key").is_not_null() & (pl.col("status").is_null() | (pl.col("status").str.to_uppercase() == "FINISHED")))
+    best = (eligible.sort(["_key", "_i"], descending=[select[0] == "max", False])
+            .group_by("source", "target").agg(pl.col("_i").first())["_i"])
+    return frame.with_row_index("_i").select(pl.col("_i").is_in(best.implode()))["_i"].alias("is_selected")
 
 
-OUTCOME_FORMATS: dict[str, Callable[..., tuple[list[dict], int]]] = {
-    "folds": lambda p, metric, select: _read_folds(p, metric),
-    "matrix": lambda p, metric, select: _read_matrix(p, metric),
-    "long": lambda p, metric, select: _read_long(p, metric),
-    "mlflow": lambda p, metric, select: _read_mlflow(p, metric, select),
+OUTCOME_FORMATS: dict[str, Callable[..., Parsed]] = {
+    "long": _read_long,
+    "matrix": _read_matrix,
+    "folds": _read_folds,
+    "mlflow": _read_mlflow,
 }
 
 
-def import_outcomes(db: str | Path | None, pattern: str, fmt: str, metric: str | None = None,
-                    select: str | None = None, architecture: str | None = None,
-                    protocol: str | None = None) -> list[ImportResult]:
-    """Import fine-tuning outcomes from every file matching `pattern`, one transaction per file."""
+def _refuse_known_run_ids(con, pending: list[tuple[Path, Parsed]]) -> None:
+    """A run id is one run: refuse ids repeated across the files of one import or already stored."""
+    owner: dict[str, Path] = {}
+    for path, parsed in pending:
+        if "run_id" not in parsed.frame.columns:
+            continue
+        ids = parsed.frame["run_id"].drop_nulls()
+        for rid in ids.filter(ids.is_in(list(owner))).to_list()[:1]:
+            raise MetadbError(f"{path}: run id {rid} is also in {owner[rid]}", "run ids must be unique across files")
+        owner.update(dict.fromkeys(ids.to_list(), path))
+    if not owner:
+        return
+    with tempfile.TemporaryDirectory(prefix="metadb-ids-") as tmp:
+        ids_file = Path(tmp) / "ids.parquet"
+        pl.DataFrame({"run_id": list(owner)}).write_parquet(ids_file)
+        hit = con.execute("""SELECT o.run_id, o.file FROM outcomes o SEMI JOIN read_parquet(?) i ON o.run_id = i.run_id
+                             LIMIT 1""", [str(ids_file)]).fetchone()
+    if hit:
+        raise MetadbError(f"{owner[hit[0]]}: run id {hit[0]} is already in the store (imported from {hit[1]})",
+                          "each run is imported once; remove the repeated runs")
+
+
+def import_outcomes(db: str | Path | None, pattern: str, fmt: str = "long", metric: str | None = None,
+                    select: str | None = None, architecture: str | None = None, protocol: str | None = None,
+                    pretraining: str | None = None) -> list[ImportResult]:
+    """Import fine-tuning outcomes from every file matching `pattern`: all files or none.
+
+    `metric` defaults to auc for matrix and folds files (the published tables are AUCs); mlflow
+    needs it (the column to read); long files may carry a metric column instead.
+    """
     if fmt not in OUTCOME_FORMATS:
         raise MetadbError(f"--format {fmt!r}: expected one of {', '.join(OUTCOME_FORMATS)}")
-    if metric is None and fmt != "long":
-        raise MetadbError(f"--format {fmt} needs --metric (e.g. auc, test_auc)")
+    if metric is None and fmt in ("matrix", "folds"):
+        metric = OUTCOME_DEFAULT_METRIC
+    if metric is None and fmt == "mlflow":
+        raise MetadbError("--format mlflow needs --metric, the logged metric that is the outcome (e.g. test_auc)")
     chosen = parse_select(select)
+    if chosen and fmt != "mlflow":
+        raise MetadbError(f"--select applies to --format mlflow, not {fmt}",
+                          "other formats hold one ground-truth value per pair, fold or seed")
 
-    def read(path: Path) -> tuple[list[dict[str, Any]], int]:
-        rows, skipped = OUTCOME_FORMATS[fmt](path, metric, chosen)
-        for r in rows:
-            r["architecture"] = architecture or r["architecture"]
-            r["protocol"] = protocol or r["protocol"]
-        return rows, skipped
+    def read(path: Path) -> Parsed:
+        parsed = OUTCOME_FORMATS[fmt](path, metric=metric, select=chosen)
+        given = {k: v for k, v in (("architecture", architecture), ("protocol", protocol),
+                                   ("pretraining", pretraining)) if v is not None}
+        if "protocol" not in parsed.frame.columns:
+            given.setdefault("protocol", "fine-tune")
+        parsed.frame = parsed.frame.with_columns(**{k: pl.lit(v) for k, v in given.items()})
+        return parsed
 
-    options = {"format": fmt, "metric": metric, "select": select, "architecture": architecture, "protocol": protocol}
-    return import_files(db, pattern, "outcome", fmt, options, "outcomes", read)
+    options = {"format": fmt, "metric": metric, "select": select, "architecture": architecture,
+               "protocol": protocol, "pretraining": pretraining}
+    return import_files(db, pattern, "outcome", fmt, options, "outcomes", read, check=_refuse_known_run_ids)
 
 
 # --- scores ------------------------------------------------------------------------------------
+def _read_scores(path: Path, metric: str, fmt: str) -> Parsed:
+    if fmt == "matrix":
+        cells, skipped = _matrix_cells(path, None)
+        reason = "empty cells"
+    else:
+        df = read_csv(path)
+        src = _column(df, "source", "model") or "source"
+        require(df, path, [src, "target", "value"],
+                "expected source (or model),target,value[,metric_version,params,n,seed,runtime_s]")
+        values = numbers(df, "value", path)
+        extra = {c: df[c] for c in ("metric_version", "params") if c in df.columns}
+        extra.update({c: integers(df, c, path) for c in ("n", "seed") if c in df.columns})
+        if "runtime_s" in df.columns:
+            extra["runtime_s"] = numbers(df, "runtime_s", path)
+        cells = df.select("file_row").with_columns(source=names(df, src, path), target=names(df, "target", path),
+                                                   value=values, **extra)
+        skipped = int(values.is_null().sum())
+        cells = cells.filter(pl.col("value").is_not_null())
+        reason = "empty values"
+    frame = cells.with_columns(metric=pl.lit(metric), file=pl.lit(str(path)), computed_at=pl.lit(now()))
+    return Parsed(frame, skipped, reason)
+
+
 def import_scores(db: str | Path | None, pattern: str, metric: str, fmt: str = "matrix") -> list[ImportResult]:
-    """Transferability scores (one metric) from source x target matrices or long CSVs."""
+    """Transferability scores of one metric (published LogME, LEEP, ...) from matrix or long CSVs."""
     if fmt not in ("matrix", "long"):
         raise MetadbError(f"--format {fmt!r}: expected matrix or long")
-
-    def read(path: Path) -> tuple[list[dict[str, Any]], int]:
-        if fmt == "matrix":
-            cells, skipped = _read_matrix_cells(path, None)
-        else:
-            df = read_csv(path)
-            require(df, path, ["source", "target", "value"])
-            cells = [(r["source"], r["target"], number(r["value"], path, i, "value"), i)
-                     for i, r in enumerate(df.iter_rows(named=True), start=2)]
-            skipped = sum(c[2] is None for c in cells)
-            cells = [c for c in cells if c[2] is not None]
-        return [{"source": canonical(s), "target": canonical(t), "metric": metric, "value": v, "file": str(path),
-                 "file_row": i, "computed_at": now()} for s, t, v, i in cells], skipped
-
-    return import_files(db, pattern, "score", fmt, {"metric": metric, "format": fmt}, "scores", read)
+    return import_files(db, pattern, "score", fmt, {"metric": metric, "format": fmt}, "scores",
+                        lambda path: _read_scores(path, metric, fmt))
 
 
 # --- distances ---------------------------------------------------------------------------------
-def _distance_rows(path: Path, fmt: str) -> tuple[list[tuple[str, str, float, int]], int]:
-    """(a, b, distance, row): `long` is target;source;distance (or a,b,distance), `cats-scans` averages
-    the per-fold distance_1..k columns of aucs_scores_distances_experts.csv, `matrix` is a square CSV."""
+def _read_distances(path: Path, measure: str, fmt: str) -> Parsed:
+    """`long`: target;source;distance (experts_clean.csv) or a,b,distance; `matrix`: a square CSV;
+    `cats-scans`: aucs_scores_distances_experts.csv, whose per-fold distance_1..k are averaged."""
     if fmt == "matrix":
-        return _read_matrix_cells(path, None)
-    sep = ";" if ";" in path.read_text(encoding="utf-8-sig", errors="replace").splitlines()[0] else ","
-    df = read_csv(path, sep)
-    if fmt == "cats-scans":
-        require(df, path, ["source", "target"])
-        cols = sorted(c for c in df.columns if c.startswith("distance_"))
+        cells, skipped = _matrix_cells(path, None)
+        frame = cells.rename({"source": "dataset_a", "target": "dataset_b"})
+    elif fmt == "cats-scans":
+        df = read_csv(path)
+        require(df, path, ["source", "target"], "expected the cats-scans aucs_scores_distances_experts.csv")
+        cols = sorted((c for c in df.columns if c.startswith("distance_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
         if not cols:
-            raise MetadbError(f"{path}: no distance_1 … distance_k columns")
-        out = []
-        for i, r in enumerate(df.iter_rows(named=True), start=2):
-            vs = [number(r[c], path, i, c) for c in cols]
-            if any(v is None for v in vs):
-                raise MetadbError(f"{path} row {i}: empty distance for {r['source']}->{r['target']}")
-            out.append((r["target"], r["source"], sum(vs) / len(vs), i))
-        return out, 0
-    a, b = ("target", "source") if "target" in df.columns else ("a", "b")
-    require(df, path, [a, b, "distance"])
-    out = []
-    for i, r in enumerate(df.iter_rows(named=True), start=2):
-        v = number(r["distance"], path, i, "distance")
-        if v is None:
-            raise MetadbError(f"{path} row {i}: empty distance for {r[a]}-{r[b]}")
-        out.append((r[a], r[b], v, i))
-    return out, 0
+            raise MetadbError(f"{path}: no distance_1 .. distance_k columns",
+                              "--format cats-scans reads per-fold Task2Vec distances")
+        per_fold = pl.DataFrame([numbers(df, c, path, required=True) for c in cols])
+        frame = df.select("file_row").with_columns(dataset_a=names(df, "target", path),
+                                                   dataset_b=names(df, "source", path),
+                                                   value=per_fold.mean_horizontal())
+        skipped = 0
+    else:
+        df = read_csv(path)
+        a, b = next(((x, y) for x, y in (("target", "source"), ("dataset_a", "dataset_b"), ("a", "b"))
+                     if x in df.columns and y in df.columns), ("target", "source"))
+        v = _column(df, "distance", "value")
+        require(df, path, [a, b, v or "distance"], "expected target;source;distance or a,b,distance")
+        frame = df.select("file_row").with_columns(dataset_a=names(df, a, path), dataset_b=names(df, b, path),
+                                                   value=numbers(df, v, path, required=True))
+        skipped = 0
+    negative = frame["value"] < 0
+    if negative.any():
+        r = first(frame, negative)
+        raise MetadbError(f"{path} row {r['file_row']}: distance {r['value']} between {r['dataset_a']} and "
+                          f"{r['dataset_b']} is negative", "metadb stores distances (lower = more alike); convert "
+                          "similarities first, e.g. 1 - similarity")
+    frame = frame.with_columns(measure=pl.lit(measure), backbone=pl.lit(""), measure_version=pl.lit("imported"),
+                               params=pl.lit(json.dumps({"format": fmt})), source=pl.lit(str(path)),
+                               computed_at=pl.lit(now()))
+    return Parsed(frame.drop("file_row"), skipped, "empty cells")
 
 
 def import_similarities(db: str | Path | None, pattern: str, measure: str, fmt: str = "long") -> list[ImportResult]:
     """User-supplied distances (expert judgement, published Task2Vec, ...) as a named measure."""
     if fmt not in ("long", "matrix", "cats-scans"):
         raise MetadbError(f"--format {fmt!r}: expected long, matrix or cats-scans")
-
-    def read(path: Path) -> tuple[list[dict[str, Any]], int]:
-        cells, skipped = _distance_rows(path, fmt)
-        return [{"dataset_a": canonical(a), "dataset_b": canonical(b), "measure": measure, "backbone": "",
-                 "value": v, "measure_version": "imported", "params": json.dumps({"format": fmt}),
-                 "inputs_fingerprint": None, "source": str(path), "computed_at": now()} for a, b, v, _ in cells], skipped
-
-    return import_files(db, pattern, "distance", fmt, {"measure": measure, "format": fmt}, "similarities", read)
+    return import_files(db, pattern, "distance", fmt, {"measure": measure, "format": fmt}, "similarities",
+                        lambda path: _read_distances(path, measure, fmt))
 
 
 def store_combination(db: str | Path | None, metrics: list[str], name: str) -> int:
     """Store a min-max product of scores (see analyses.score_combination) as the score `name`."""
     from metadb.analyses.score_combination import combine
 
+    if name in metrics:
+        raise MetadbError(f"--as {name}: the combined score needs a new name, not one of its inputs")
     con = store.connect(db)
     try:
         rows = combine(con, metrics)
         with store.transaction(con):
             con.execute("DELETE FROM scores WHERE metric = ?", [name])
             con.executemany("INSERT INTO scores (source, target, metric, value, metric_version, params, computed_at) "
-                            "VALUES (?, ?, ?, ?, 'combination', ?, ?)",
+                            "VALUES (?, ?, ?, ?, 'minmax-product/1', ?, ?)",
                             [[s, t, name, v, json.dumps({"minmax_product": metrics}), now()] for s, t, v in rows])
         return len(rows)
     finally:
