@@ -88,15 +88,23 @@ def sniff_separator(path: Path) -> str:
     return max(counts, key=lambda s: (counts[s], s == ","))
 
 
-def read_csv(path: Path, separator: str | None = None) -> pl.DataFrame:
-    """Every column as text (cells are validated column-wise below), plus `file_row` (header = row 1)."""
+def read_csv(path: Path, separator: str | None = None,
+             wanted: Callable[[str], bool] | None = None) -> pl.DataFrame:
+    """Columns as text (cells are validated column-wise below), plus `file_row` (header = row 1).
+
+    `wanted` picks columns by (cleaned) name, so the 60-column MLflow exports parse only the
+    dozen columns metadb keeps.
+    """
+    separator = separator or sniff_separator(path)
     try:
-        df = pl.read_csv(path, separator=separator or sniff_separator(path), infer_schema_length=0,
-                         encoding="utf8-lossy")
+        header = pl.read_csv(path, separator=separator, n_rows=0, encoding="utf8-lossy").columns
+        clean = {c: c.lstrip("\ufeff").strip() for c in header}
+        keep = [c for c in header if wanted(clean[c])] if wanted else None
+        df = pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8-lossy", columns=keep)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as e:
         raise MetadbError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:100]})",
                           "check the file and its separator") from None
-    df = df.rename({c: c.lstrip("\ufeff").strip() for c in df.columns})
+    df = df.rename({c: clean[c] for c in df.columns})
     return df.with_row_index("file_row", offset=2).with_columns(pl.col("file_row").cast(pl.Int64))
 
 
@@ -122,46 +130,42 @@ def numbers(df: pl.DataFrame, column: str, path: Path, metric: str | pl.Series |
     """Column as Float64 (missing cells null), refusing text, non-finite numbers and out-of-range metrics.
 
     `metric` names the metric of every cell, or gives one per row (long files); bounded metrics
-    (AUC, accuracy) must lie in [0, 1]. The first offending cell is the error, with its row.
+    (AUC, accuracy) must lie in [0, 1]. All checks run in one polars pass; only when one fails is
+    the first offending cell looked up for the message.
     """
-    raw = df[column].str.strip_chars()
-    values = raw.cast(pl.Float64, strict=False)
-    missing = raw.is_null() | raw.is_in(NULLS) | values.is_nan()
-    bad = values.is_null() & ~missing
-    if bad.any():
-        r = first(df, bad)
+    raw = pl.col(column).str.strip_chars()
+    value = raw.cast(pl.Float64, strict=False)
+    missing = raw.is_null() | raw.is_in(NULLS) | value.is_nan()
+    if isinstance(metric, pl.Series):
+        bounds = {m: value_range(m) is not None for m in metric.unique().to_list()}
+        bounded = pl.lit(metric).replace_strict(bounds, return_dtype=pl.Boolean)
+    else:
+        bounded = pl.lit(value_range(metric) is not None)
+    checks = df.select(
+        value=pl.when(missing).then(None).otherwise(value),
+        bad=value.is_null() & ~missing,
+        infinite=value.is_infinite().fill_null(False),
+        missing=missing,
+        outside=bounded & ~missing & ((value < 0.0) | (value > 1.0)).fill_null(False),
+    )
+    flags = checks.select(pl.col("bad", "infinite", "missing", "outside").any()).row(0, named=True)
+    if flags["bad"]:
+        r = first(df, checks["bad"])
         raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not a number",
                           "fix the cell, or leave it empty for a missing value")
-    infinite = values.is_infinite()
-    if infinite.any():
-        r = first(df, infinite)
+    if flags["infinite"]:
+        r = first(df, checks["infinite"])
         raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not finite")
-    if required and missing.any():
-        r = first(df, missing)
-        what = pair(r)
-        raise MetadbError(f"{path} row {r['file_row']}: empty value for {what or column} ({r[column]!r} in {column})",
+    if required and flags["missing"]:
+        r = first(df, checks["missing"])
+        raise MetadbError(f"{path} row {r['file_row']}: empty value for {pair(r) or column} ({r[column]!r} in {column})",
                           "a value is required here; drop the row if it was not run")
-    values = values.fill_nan(None)
-    _check_range(df, column, values, path, metric)
-    return values.set(missing, None) if missing.any() else values
-
-
-def _check_range(df: pl.DataFrame, column: str, values: pl.Series, path: Path, metric: str | pl.Series | None) -> None:
-    if metric is None:
-        return
-    if isinstance(metric, str):
-        bounded = pl.Series([value_range(metric) is not None] * len(values))
-        names = pl.Series([metric] * len(values))
-    else:
-        bounded = metric.replace_strict({m: value_range(m) is not None for m in metric.unique().to_list()},
-                                        return_dtype=pl.Boolean)
-        names = metric
-    out = bounded & values.is_not_null() & ((values < 0.0) | (values > 1.0))
-    if out.any():
-        i = int(out.arg_true()[0])
-        row = int(df["file_row"][i])
-        raise MetadbError(f"{path} row {row}, column {column}: {names[i]} {values[i]} is outside [0, 1]",
+    if flags["outside"]:
+        i = int(checks["outside"].arg_true()[0])
+        name = metric if isinstance(metric, str) else metric[i]
+        raise MetadbError(f"{path} row {df['file_row'][i]}, column {column}: {name} {checks['value'][i]} is outside [0, 1]",
                           "AUC and accuracy are fractions: divide percentages by 100, or name another --metric")
+    return checks["value"]
 
 
 def integers(df: pl.DataFrame, column: str, path: Path) -> pl.Series:
@@ -391,18 +395,16 @@ def _hyperparameters(df: pl.DataFrame, exclude: set[str]) -> pl.Series | None:
     cols = [c for c in df.columns if (c in HYPERPARAMETERS or c.startswith("params.")) and c not in exclude]
     if not cols:
         return None
-    typed = []
-    for c in cols:
-        raw = df[c].str.strip_chars()
-        as_int, as_float = raw.cast(pl.Int64, strict=False), raw.cast(pl.Float64, strict=False)
-        given = raw.is_not_null() & (raw != "")
-        if (as_int.is_not_null() == given).all():
-            typed.append(as_int.alias(c.removeprefix("params.")))
-        elif (as_float.is_not_null() == given).all():
-            typed.append(as_float.alias(c.removeprefix("params.")))
-        else:
-            typed.append(raw.alias(c.removeprefix("params.")))
-    return pl.DataFrame(typed).select(pl.struct(pl.all()).struct.json_encode()).to_series()
+    raw = {c: pl.col(c).str.strip_chars() for c in cols}
+    given = {c: raw[c].is_not_null() & (raw[c] != "") for c in cols}
+    kinds = df.select(
+        [(raw[c].cast(pl.Int64, strict=False).is_not_null() == given[c]).all().alias(f"{c}\0int") for c in cols]
+        + [(raw[c].cast(pl.Float64, strict=False).is_not_null() == given[c]).all().alias(f"{c}\0float") for c in cols]
+    ).row(0, named=True)
+    typed = [(raw[c].cast(pl.Int64, strict=False) if kinds[f"{c}\0int"] else
+              raw[c].cast(pl.Float64, strict=False) if kinds[f"{c}\0float"] else raw[c]).alias(c.removeprefix("params."))
+             for c in cols]
+    return df.select(pl.struct(typed).struct.json_encode()).to_series()
 
 
 def _read_mlflow(path: Path, metric: str, select: tuple[str, str] | None = None, **_: Any) -> Parsed:
@@ -411,7 +413,11 @@ def _read_mlflow(path: Path, metric: str, select: tuple[str, str] | None = None,
     Validated column-wise (20k runs in a fraction of a second). Blank lines and runs that logged
     no value for `metric` are counted skips; a failed or killed run is never the selected one.
     """
-    df = read_csv(path)
+    names_used = {"Run ID", "run_id", "Status", "status", "source_flag", "params.source_flag", "source",
+                  "target_flag", "params.target_flag", "target", metric, f"metrics.{metric}", "seed"}
+    if select:
+        names_used |= {select[1], f"metrics.{select[1]}"}
+    df = read_csv(path, wanted=lambda c: c in names_used or c in HYPERPARAMETERS or c.startswith("params."))
     run_col = _column(df, "Run ID", "run_id")
     src_col = _column(df, "source_flag", "params.source_flag", "source")
     tgt_col = _column(df, "target_flag", "params.target_flag", "target")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from metadb.errors import MetadbError
-from metadb.metrics import hscore, leep, logme, metrics, nce, shrinkage_hscore
+from metadb.metrics import hscore, leep, logme, metrics, nce, parc, sfda, shrinkage_hscore
 
 
 def problem(n=200, d=32, c=4, seed=0):
@@ -24,7 +24,7 @@ def problem(n=200, d=32, c=4, seed=0):
     return f, y, p, p.argmax(1)
 
 
-# (n, d, c, seed): LogME, LEEP, NCE from thuml/LogME
+# (n, d, c, seed): LogME, LEEP, NCE from thuml/LogME (commit 56551ca)
 REFERENCE = {
     (200, 32, 4, 0): (0.09889450294955202, -0.7120082142415146, -0.71765427611732),
     (40, 64, 3, 1): (2.0470678778088343, -0.5165512047163193, -0.4278414730237422),  # N < D
@@ -38,6 +38,21 @@ def test_against_the_authors_implementation(args):
     assert logme(f, y) == pytest.approx(ref_logme, rel=1e-10)
     assert leep(p, y) == pytest.approx(ref_leep, rel=1e-12)
     assert nce(z, y) == pytest.approx(ref_nce, rel=1e-12)
+
+
+# (n, d, c, seed): SFDA_Score and PARC_Score of TencentARC/SFDA metrics.py (PCA random_state 1919)
+REFERENCE_SFDA_REPO = {
+    (200, 32, 4, 0): (0.9643884187531074, 23.91496050713673),
+    (40, 64, 3, 1): (1.0, 8.980871230041904),  # SFDA saturates when N < D, as in Juodelyte et al.'s tables
+}
+
+
+@pytest.mark.parametrize("args", REFERENCE_SFDA_REPO)
+def test_sfda_and_parc_against_the_official_code(args):
+    f, y, *_ = problem(*args)
+    ref_sfda, ref_parc = REFERENCE_SFDA_REPO[args]
+    assert sfda(f, y) == pytest.approx(ref_sfda, rel=1e-10)
+    assert parc(f, y) == pytest.approx(ref_parc, rel=1e-10)
 
 
 def test_leep_with_one_hot_source_predictions_is_minus_the_conditional_entropy():
