@@ -121,11 +121,16 @@ def first(df: pl.DataFrame, mask: pl.Series) -> dict[str, Any]:
     return df.filter(mask).row(0, named=True)
 
 
+def at(path: Path | None, row: dict[str, Any]) -> str:
+    """`file row N` for a message; frames holding several files carry each row's file in `_file`."""
+    return f"{row.get('_file') or path} row {row['file_row']}"
+
+
 def pair(row: dict[str, Any]) -> str:
     return f"{row.get('source')}->{row.get('target')}" if "source" in row and "target" in row else ""
 
 
-def numbers(df: pl.DataFrame, column: str, path: Path, metric: str | pl.Series | None = None,
+def numbers(df: pl.DataFrame, column: str, path: Path | None, metric: str | pl.Series | None = None,
             required: bool = False) -> pl.Series:
     """Column as Float64 (missing cells null), refusing text, non-finite numbers and out-of-range metrics.
 
@@ -151,40 +156,40 @@ def numbers(df: pl.DataFrame, column: str, path: Path, metric: str | pl.Series |
     flags = checks.select(pl.col("bad", "infinite", "missing", "outside").any()).row(0, named=True)
     if flags["bad"]:
         r = first(df, checks["bad"])
-        raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not a number",
+        raise MetadbError(f"{at(path, r)}, column {column}: {r[column]!r} is not a number",
                           "fix the cell, or leave it empty for a missing value")
     if flags["infinite"]:
         r = first(df, checks["infinite"])
-        raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not finite")
+        raise MetadbError(f"{at(path, r)}, column {column}: {r[column]!r} is not finite")
     if required and flags["missing"]:
         r = first(df, checks["missing"])
-        raise MetadbError(f"{path} row {r['file_row']}: empty value for {pair(r) or column} ({r[column]!r} in {column})",
+        raise MetadbError(f"{at(path, r)}: empty value for {pair(r) or column} ({r[column]!r} in {column})",
                           "a value is required here; drop the row if it was not run")
     if flags["outside"]:
         i = int(checks["outside"].arg_true()[0])
         name = metric if isinstance(metric, str) else metric[i]
-        raise MetadbError(f"{path} row {df['file_row'][i]}, column {column}: {name} {checks['value'][i]} is outside [0, 1]",
+        raise MetadbError(f"{at(path, df.row(i, named=True))}, column {column}: {name} {checks['value'][i]} is outside [0, 1]",
                           "AUC and accuracy are fractions: divide percentages by 100, or name another --metric")
     return checks["value"]
 
 
-def integers(df: pl.DataFrame, column: str, path: Path) -> pl.Series:
+def integers(df: pl.DataFrame, column: str, path: Path | None) -> pl.Series:
     """An optional integer column (fold, seed): empty cells null, anything else must be a whole number."""
     values = numbers(df, column, path)
     fractional = values.is_not_null() & (values != values.round(0))
     if fractional.any():
         r = first(df, fractional)
-        raise MetadbError(f"{path} row {r['file_row']}, column {column}: {r[column]!r} is not a whole number")
+        raise MetadbError(f"{at(path, r)}, column {column}: {r[column]!r} is not a whole number")
     return values.cast(pl.Int64)
 
 
-def names(df: pl.DataFrame, column: str, path: Path) -> pl.Series:
+def names(df: pl.DataFrame, column: str, path: Path | None) -> pl.Series:
     """Dataset names, stripped and canonicalised through the catalog; an empty name is an error."""
     raw = df[column].str.strip_chars()
     empty = raw.is_null() | (raw == "")
     if empty.any():
         r = first(df, empty)
-        raise MetadbError(f"{path} row {r['file_row']}: empty {column}", f"every row needs a {column} dataset name")
+        raise MetadbError(f"{at(path, r)}: empty {column}", f"every row needs a {column} dataset name")
     mapping = {n: canonical(n) for n in raw.unique().to_list()}
     return raw.replace_strict(mapping, return_dtype=pl.Utf8)
 
@@ -201,15 +206,22 @@ def json_objects(df: pl.DataFrame, column: str, path: Path) -> None:
                               'write it like {"lr": 0.01, "batch_size": 64}')
 
 
-def refuse_duplicates(df: pl.DataFrame, keys: list[str], path: Path, what: str) -> None:
+def refuse_duplicates(df: pl.DataFrame, keys: list[str], path: Path | None, what: str) -> None:
+    """One row per key (a pair, a source row, a run id); the message lists where the repeats are."""
     dup = df.select(keys).is_duplicated()
-    if dup.any():
-        rows = df.filter(dup)
-        key = rows.row(0, named=True)
-        where = rows.filter(pl.all_horizontal([pl.col(k) == key[k] for k in keys]))["file_row"].to_list()
-        shown = ", ".join(str(key[k]) for k in keys)
-        raise MetadbError(f"{path}: {what} {shown} appears {len(where)} times (rows {', '.join(map(str, where))})",
-                          "keep one row per " + what)
+    if not dup.any():
+        return
+    rows = df.filter(dup)
+    key = rows.row(0, named=True)
+    same = rows.filter(pl.all_horizontal([pl.col(k) == key[k] for k in keys]))
+    shown = ", ".join(str(key[k]) for k in keys)
+    if "_file" in same.columns and same["_file"].n_unique() > 1:
+        where = "; ".join(at(None, r) for r in same.iter_rows(named=True))
+        message = f"{what} {shown} appears {same.height} times ({where})"
+    else:
+        rows_at = ", ".join(map(str, same["file_row"].to_list()))
+        message = f"{key.get('_file') or path}: {what} {shown} appears {same.height} times (rows {rows_at})"
+    raise MetadbError(message, f"keep one row per {what}")
 
 
 def now() -> datetime:
@@ -310,7 +322,7 @@ def _read_folds(path: Path, metric: str, **_: Any) -> Parsed:
     if partial.any():
         r = first(df, partial)
         empty = [c for c in folds if values.filter(partial).row(0, named=True)[c] is None]
-        raise MetadbError(f"{path} row {r['file_row']}: {pair(r)} has {', '.join(empty)} empty but other folds set",
+        raise MetadbError(f"{at(path, r)}: {pair(r)} has {', '.join(empty)} empty but other folds set",
                           "a pair has a value for every fold, or nan in all of them when it was not run")
     run = n_missing == 0
     wide = pl.concat([df.select("source", "target", "file_row"), values], how="horizontal").filter(run)
@@ -362,7 +374,7 @@ def _read_long(path: Path, metric: str | None, **_: Any) -> Parsed:
                else pl.Series([metric] * df.height))
     if (metrics == "").any():
         r = first(df, metrics == "")
-        raise MetadbError(f"{path} row {r['file_row']}: empty metric", "fill the metric column or pass --metric")
+        raise MetadbError(f"{at(path, r)}: empty metric", "fill the metric column or pass --metric")
     frame = df.select("source", "target", "file_row").with_columns(
         metric=metrics, value=numbers(df, "value", path, metrics, required=True), is_selected=pl.lit(True))
     extra = {c: integers(df, c, path).cast(pl.Int32) for c in ("fold", "seed") if c in df.columns}
@@ -593,7 +605,7 @@ def _read_distances(path: Path, measure: str, fmt: str) -> Parsed:
     negative = frame["value"] < 0
     if negative.any():
         r = first(frame, negative)
-        raise MetadbError(f"{path} row {r['file_row']}: distance {r['value']} between {r['dataset_a']} and "
+        raise MetadbError(f"{at(path, r)}: distance {r['value']} between {r['dataset_a']} and "
                           f"{r['dataset_b']} is negative", "metadb stores distances (lower = more alike); convert "
                           "similarities first, e.g. 1 - similarity")
     frame = frame.with_columns(measure=pl.lit(measure), backbone=pl.lit(""), measure_version=pl.lit("imported"),

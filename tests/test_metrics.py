@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from metadb.errors import MetadbError
-from metadb.metrics import hscore, leep, logme, metrics, nce, parc, sfda, shrinkage_hscore
+from metadb.metrics import hscore, leep, logme, lp, metrics, nce, parc, sfda, shrinkage_hscore
 
 
 def problem(n=200, d=32, c=4, seed=0):
@@ -53,6 +53,17 @@ def test_sfda_and_parc_against_the_official_code(args):
     ref_sfda, ref_parc = REFERENCE_SFDA_REPO[args]
     assert sfda(f, y) == pytest.approx(ref_sfda, rel=1e-10)
     assert parc(f, y) == pytest.approx(ref_parc, rel=1e-10)
+
+
+# (n, d, c, seed) with extra noise: LP_Score of DovileDo/transferability-in-medical-imaging src/metrics.py
+REFERENCE_LP = {(60, 64, 3, 1): 0.64, (120, 80, 4, 2): 0.5833333333333334}
+
+
+@pytest.mark.parametrize("args", REFERENCE_LP)
+def test_lp_against_juodelyte_et_al_code(args):
+    f, y, *_ = problem(*args)
+    f = f + 4 * np.random.default_rng(9).normal(size=f.shape)
+    assert lp(f, y) == pytest.approx(REFERENCE_LP[args], rel=1e-12)
 
 
 def test_leep_with_one_hot_source_predictions_is_minus_the_conditional_entropy():
