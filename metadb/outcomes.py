@@ -33,7 +33,11 @@ HYPERPARAMETERS = ("lr", "learning_rate", "momentum", "wd", "weight_decay", "bat
 INDEX_COLUMNS = ("", "index", "Unnamed: 0", "column_1")  # a pandas index written by to_csv
 OUTCOME_DEFAULT_METRIC = "auc"
 
-Reader = Callable[[Path], "Parsed"]
+
+
+def per_file(read: Callable[[Path], "Parsed"]) -> Callable[[list[Path]], list["Parsed"]]:
+    """A batch reader for formats whose files are read and validated one at a time."""
+    return lambda paths: [read(p) for p in paths]
 
 
 @dataclass
@@ -235,15 +239,21 @@ def digest(path: Path, options: dict[str, Any]) -> str:
 
 
 # --- committing --------------------------------------------------------------------------------
+Check = Callable[[Any, list[tuple[Path, Parsed]], str | None], None]
+
+
 def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, options: dict[str, Any], table: str,
-                 read: Reader, check: Callable[[Any, list[tuple[Path, Parsed]]], None] | None = None
-                 ) -> list[ImportResult]:
-    """Parse every matching file, then commit all of them in one transaction (or none)."""
+                 read: Callable[[list[Path]], list[Parsed]], check: Check | None = None) -> list[ImportResult]:
+    """Parse every matching file not imported before, then commit them all in one transaction (or none).
+
+    `read` gets the list of files to import and returns one Parsed per file, so a format can
+    validate its files together (MLflow exports) or one by one (`per_file`).
+    """
     paths = files(pattern)
     con = store.connect(db)
     try:
         results: dict[Path, ImportResult] = {}
-        pending: list[tuple[Path, str, Parsed]] = []
+        pending: list = []
         seen: set[str] = set()
         for path in paths:
             sha = digest(path, options)
@@ -251,11 +261,11 @@ def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, optio
                 results[path] = ImportResult(str(path), kind, "already imported")
                 continue
             seen.add(sha)
-            pending.append((path, sha, read(path)))
-        if check:
-            check(con, [(p, parsed) for p, _, parsed in pending])
+            pending.append((path, sha))
+        parsed_all = read([path for path, _ in pending]) if pending else []
+        pending = [(path, sha, parsed) for (path, sha), parsed in zip(pending, parsed_all)]
         if pending:
-            insert_all(con, table, kind, fmt, pending)
+            insert_all(con, table, kind, fmt, pending, check)
         for path, _, parsed in pending:
             results[path] = ImportResult(str(path), kind, "imported", parsed.frame.height, parsed.skipped,
                                          parsed.skip_reason)
@@ -264,8 +274,10 @@ def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, optio
         con.close()
 
 
-def insert_all(con, table: str, kind: str, fmt: str, pending: list[tuple[Path, str, Parsed]]) -> None:
-    """Stage the rows in Parquet, then rows + stubs + import records in one transaction."""
+def insert_all(con, table: str, kind: str, fmt: str, pending: list[tuple[Path, str, Parsed]],
+               check: Check | None = None) -> None:
+    """Stage the rows in Parquet, then check them against the store and insert rows + stubs + import
+    records in one transaction."""
     columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
     frames = [parsed.frame for _, _, parsed in pending if parsed.frame.height]
     dataset_names: set[str] = set()
@@ -279,6 +291,8 @@ def insert_all(con, table: str, kind: str, fmt: str, pending: list[tuple[Path, s
             rows = pl.concat(frames, how="diagonal_relaxed")
             rows.select([c for c in columns if c in rows.columns]).write_parquet(staged)
         with store.transaction(con):
+            if check:
+                check(con, [(path, parsed) for path, _, parsed in pending], str(staged) if frames else None)
             if frames:
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(staged)])
             add_stubs(con, dataset_names)
@@ -404,7 +418,8 @@ def _column(df: pl.DataFrame, *candidates: str) -> str | None:
 
 def _hyperparameters(df: pl.DataFrame, exclude: set[str]) -> pl.Series | None:
     """The run's configuration as a JSON object; numbers stay numbers (`{"lr":0.001,"batch_size":256}`)."""
-    cols = [c for c in df.columns if (c in HYPERPARAMETERS or c.startswith("params.")) and c not in exclude]
+    cols = [c for c in df.columns if (c in HYPERPARAMETERS or c.startswith("params.")) and c not in exclude
+            and c not in ("params.source_flag", "params.target_flag")]
     if not cols:
         return None
     raw = {c: pl.col(c).str.strip_chars() for c in cols}
@@ -419,53 +434,65 @@ def _hyperparameters(df: pl.DataFrame, exclude: set[str]) -> pl.Series | None:
     return df.select(pl.struct(typed).struct.json_encode()).to_series()
 
 
-def _read_mlflow(path: Path, metric: str, select: tuple[str, str] | None = None, **_: Any) -> Parsed:
-    """An MLflow run export: every run is kept; `select` marks each pair's ground-truth run.
-
-    Validated column-wise (20k runs in a fraction of a second). Blank lines and runs that logged
-    no value for `metric` are counted skips; a failed or killed run is never the selected one.
-    """
-    names_used = {"Run ID", "run_id", "Status", "status", "source_flag", "params.source_flag", "source",
-                  "target_flag", "params.target_flag", "target", metric, f"metrics.{metric}", "seed"}
+def _mlflow_frame(path: Path, metric: str, select: tuple[str, str] | None) -> pl.DataFrame:
+    """One export's columns under standard names (`Run ID` or `run_id`, `source_flag` or `params.source_flag`, ...)."""
+    used = {"Run ID", "run_id", "Status", "status", "source_flag", "params.source_flag", "source", "target_flag",
+            "params.target_flag", "target", metric, f"metrics.{metric}", "seed"}
     if select:
-        names_used |= {select[1], f"metrics.{select[1]}"}
-    df = read_csv(path, wanted=lambda c: c in names_used or c in HYPERPARAMETERS or c.startswith("params."))
-    run_col = _column(df, "Run ID", "run_id")
-    src_col = _column(df, "source_flag", "params.source_flag", "source")
-    tgt_col = _column(df, "target_flag", "params.target_flag", "target")
-    value_col = _column(df, metric, f"metrics.{metric}")
-    key_col = _column(df, select[1], f"metrics.{select[1]}") if select else None
-    wanted = {"Run ID": run_col, "source_flag": src_col, "target_flag": tgt_col, metric: value_col}
-    require(df, path, [name for name, found in wanted.items() if found is None],
+        used |= {select[1], f"metrics.{select[1]}"}
+    df = read_csv(path, wanted=lambda c: c in used or c in HYPERPARAMETERS or c.startswith("params."))
+    found = {"_run": _column(df, "Run ID", "run_id"), "_source": _column(df, "source_flag", "params.source_flag", "source"),
+             "_target": _column(df, "target_flag", "params.target_flag", "target"),
+             "_value": _column(df, metric, f"metrics.{metric}")}
+    shown = {"_run": "Run ID", "_source": "source_flag", "_target": "target_flag", "_value": metric}
+    require(df, path, [shown[k] for k, c in found.items() if c is None],
             "expected an MLflow run export (Run ID, source_flag, target_flag and the --metric column)")
-    if select and key_col is None:
-        raise MetadbError(f"{path}: no column {select[1]} for --select {select[0]}:{select[1]}",
-                          "name a logged metric, e.g. min:val_loss or max:val_auc")
-    data_cols = [c for c in df.columns if c != "file_row"]
+    if select:
+        found["_key"] = _column(df, select[1], f"metrics.{select[1]}")
+        if found["_key"] is None:
+            raise MetadbError(f"{path}: no column {select[1]} for --select {select[0]}:{select[1]}",
+                              "name a logged metric, e.g. min:val_loss or max:val_auc")
+    found["_status"] = _column(df, "Status", "status")
+    renamed = df.select([pl.col(c).alias(k) for k, c in found.items() if c is not None]
+                        + [pl.col(c) for c in df.columns if c not in found.values()])
+    return renamed.with_columns(_file=pl.lit(str(path)))
+
+
+def _read_mlflow(paths: list[Path], metric: str, select: tuple[str, str] | None = None) -> list[Parsed]:
+    """MLflow run exports, validated together: every run is kept; `select` marks each pair's ground truth.
+
+    The files of one import are checked as one frame (a few polars passes for 20k runs, not a
+    few per file); run ids must be unique across them. The selected run of a (source, target)
+    is chosen among the runs of this import. Blank lines and runs that logged no value for
+    `metric` are counted skips; a failed or killed run is never the selected one.
+    """
+    df = pl.concat([_mlflow_frame(p, metric, select) for p in paths], how="diagonal")
+    data_cols = [c for c in df.columns if c not in ("file_row", "_file")]
     blank = df.select(pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
                                          for c in data_cols])).to_series()
-    skipped = int(blank.sum())
-    df = df.filter(~blank)
-    if df[run_col].is_null().any():
-        raise MetadbError(f"{path} row {first(df, df[run_col].is_null())['file_row']}: no {run_col}",
-                          "every MLflow run has an id")
-    df = df.with_columns(df[run_col].str.strip_chars().alias("run_id"))
-    refuse_duplicates(df, ["run_id"], path, "run id")
-    status_col = _column(df, "Status", "status")
-    frame = df.select("run_id", "file_row").with_columns(
-        source=names(df, src_col, path), target=names(df, tgt_col, path), metric=pl.lit(metric),
-        value=numbers(df, value_col, path, metric),
-        status=df[status_col] if status_col else pl.lit(None, pl.Utf8),
-        hyperparameters=_hyperparameters(df, {src_col, tgt_col}),
-        _key=numbers(df, key_col, path, key_col) if key_col else pl.lit(None, pl.Float64),
-        seed=integers(df, "seed", path).cast(pl.Int32) if "seed" in df.columns else pl.lit(None, pl.Int32),
+    skipped = dict(df.filter(blank).group_by("_file").len().iter_rows())
+    df = df.filter(~blank).with_columns(run_id=pl.col("_run").str.strip_chars())
+    no_id = df["run_id"].is_null() | (df["run_id"] == "")
+    if no_id.any():
+        raise MetadbError(f"{at(None, first(df, no_id))}: no run id", "every MLflow run has an id")
+    refuse_duplicates(df, ["run_id"], None, "run id")
+    frame = df.select("run_id", "file_row", "_file").with_columns(
+        source=names(df, "_source", None), target=names(df, "_target", None), metric=pl.lit(metric),
+        value=numbers(df, "_value", None, metric),
+        status=df["_status"] if "_status" in df.columns else pl.lit(None, pl.Utf8),
+        hyperparameters=_hyperparameters(df, set()),
+        _key=numbers(df, "_key", None, select[1]) if select else pl.lit(None, pl.Float64),
+        seed=integers(df, "seed", None).cast(pl.Int32) if "seed" in df.columns else pl.lit(None, pl.Int32),
     )
     no_value = frame["value"].is_null()
-    skipped += int(no_value.sum())
+    for file, n in frame.filter(no_value).group_by("_file").len().iter_rows():
+        skipped[file] = skipped.get(file, 0) + n
     frame = frame.filter(~no_value)
-    frame = frame.with_columns(is_selected=_selected(frame, select))
+    frame = frame.with_columns(is_selected=_selected(frame, select), imported_at=pl.lit(now())).drop("_key")
+    parts = {file: part for (file,), part in frame.partition_by("_file", as_dict=True).items()}
     reason = f"blank lines or runs without {metric}"
-    return Parsed(_provenance(frame.drop("_key"), path), skipped, reason)
+    return [Parsed(parts.get(str(p), frame.clear()).rename({"_file": "file"}), skipped.get(str(p), 0), reason)
+            for p in paths]
 
 
 def _selected(frame: pl.DataFrame, select: tuple[str, str] | None) -> pl.Series:
@@ -479,33 +506,27 @@ def _selected(frame: pl.DataFrame, select: tuple[str, str] | None) -> pl.Series:
     return frame.with_row_index("_i").select(pl.col("_i").is_in(best.implode()))["_i"].alias("is_selected")
 
 
-OUTCOME_FORMATS: dict[str, Callable[..., Parsed]] = {
+OUTCOME_FORMATS: dict[str, Callable[..., Any]] = {
     "long": _read_long,
     "matrix": _read_matrix,
     "folds": _read_folds,
-    "mlflow": _read_mlflow,
+    "mlflow": _read_mlflow,  # reads all files of the import together
 }
 
 
-def _refuse_known_run_ids(con, pending: list[tuple[Path, Parsed]]) -> None:
+def _refuse_known_run_ids(con, pending: list[tuple[Path, Parsed]], staged: str | None) -> None:
     """A run id is one run: refuse ids repeated across the files of one import or already stored."""
-    owner: dict[str, Path] = {}
-    for path, parsed in pending:
-        if "run_id" not in parsed.frame.columns:
-            continue
-        ids = parsed.frame["run_id"].drop_nulls()
-        for rid in ids.filter(ids.is_in(list(owner))).to_list()[:1]:
-            raise MetadbError(f"{path}: run id {rid} is also in {owner[rid]}", "run ids must be unique across files")
-        owner.update(dict.fromkeys(ids.to_list(), path))
-    if not owner:
+    ids = [parsed.frame.select("run_id", "file_row", _file=pl.lit(str(path))) for path, parsed in pending
+           if "run_id" in parsed.frame.columns]
+    if not ids or staged is None:
         return
-    with tempfile.TemporaryDirectory(prefix="metadb-ids-") as tmp:
-        ids_file = Path(tmp) / "ids.parquet"
-        pl.DataFrame({"run_id": list(owner)}).write_parquet(ids_file)
-        hit = con.execute("""SELECT o.run_id, o.file FROM outcomes o SEMI JOIN read_parquet(?) i ON o.run_id = i.run_id
-                             LIMIT 1""", [str(ids_file)]).fetchone()
+    ids = pl.concat(ids).filter(pl.col("run_id").is_not_null())
+    refuse_duplicates(ids, ["run_id"], None, "run id")
+    hit = con.execute("""SELECT o.run_id, o.file FROM outcomes o SEMI JOIN read_parquet(?) s ON o.run_id = s.run_id
+                         LIMIT 1""", [staged]).fetchone()
     if hit:
-        raise MetadbError(f"{owner[hit[0]]}: run id {hit[0]} is already in the store (imported from {hit[1]})",
+        r = ids.filter(pl.col("run_id") == hit[0]).row(0, named=True)
+        raise MetadbError(f"{at(None, r)}: run id {hit[0]} is already in the store (imported from {hit[1]})",
                           "each run is imported once; remove the repeated runs")
 
 
@@ -528,14 +549,19 @@ def import_outcomes(db: str | Path | None, pattern: str, fmt: str = "long", metr
         raise MetadbError(f"--select applies to --format mlflow, not {fmt}",
                           "other formats hold one ground-truth value per pair, fold or seed")
 
-    def read(path: Path) -> Parsed:
-        parsed = OUTCOME_FORMATS[fmt](path, metric=metric, select=chosen)
+    def read(paths: list[Path]) -> list[Parsed]:
+        if fmt == "mlflow":
+            parsed_all = _read_mlflow(paths, metric, chosen)
+        else:
+            parsed_all = [OUTCOME_FORMATS[fmt](p, metric=metric) for p in paths]
         given = {k: v for k, v in (("architecture", architecture), ("protocol", protocol),
                                    ("pretraining", pretraining)) if v is not None}
-        if "protocol" not in parsed.frame.columns:
-            given.setdefault("protocol", "fine-tune")
-        parsed.frame = parsed.frame.with_columns(**{k: pl.lit(v) for k, v in given.items()})
-        return parsed
+        for parsed in parsed_all:
+            labels = dict(given)
+            if "protocol" not in parsed.frame.columns:
+                labels.setdefault("protocol", "fine-tune")
+            parsed.frame = parsed.frame.with_columns(**{k: pl.lit(v) for k, v in labels.items()})
+        return parsed_all
 
     options = {"format": fmt, "metric": metric, "select": select, "architecture": architecture,
                "protocol": protocol, "pretraining": pretraining}
@@ -571,7 +597,7 @@ def import_scores(db: str | Path | None, pattern: str, metric: str, fmt: str = "
     if fmt not in ("matrix", "long"):
         raise MetadbError(f"--format {fmt!r}: expected matrix or long")
     return import_files(db, pattern, "score", fmt, {"metric": metric, "format": fmt}, "scores",
-                        lambda path: _read_scores(path, metric, fmt))
+                        per_file(lambda path: _read_scores(path, metric, fmt)))
 
 
 # --- distances ---------------------------------------------------------------------------------
@@ -619,7 +645,7 @@ def import_similarities(db: str | Path | None, pattern: str, measure: str, fmt: 
     if fmt not in ("long", "matrix", "cats-scans"):
         raise MetadbError(f"--format {fmt!r}: expected long, matrix or cats-scans")
     return import_files(db, pattern, "distance", fmt, {"measure": measure, "format": fmt}, "similarities",
-                        lambda path: _read_distances(path, measure, fmt))
+                        per_file(lambda path: _read_distances(path, measure, fmt)))
 
 
 def store_combination(db: str | Path | None, metrics: list[str], name: str) -> int:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from metadb.errors import MetadbError
-from metadb.metrics import hscore, leep, logme, lp, metrics, nce, parc, sfda, shrinkage_hscore
+from metadb.metrics import gbc, hscore, leep, logme, lp, metrics, nce, nleep, parc, sfda, shrinkage_hscore
+from metadb.metrics.gbc import bhattacharyya_coefficient
 
 
 def problem(n=200, d=32, c=4, seed=0):
@@ -64,6 +65,29 @@ def test_lp_against_juodelyte_et_al_code(args):
     f, y, *_ = problem(*args)
     f = f + 4 * np.random.default_rng(9).normal(size=f.shape)
     assert lp(f, y) == pytest.approx(REFERENCE_LP[args], rel=1e-12)
+
+
+# noisy (n, d, c, seed): NLEEP of Juodelyte et al.'s src/metrics.py with its GMM seeded (random_state=0)
+REFERENCE_NLEEP = {(200, 32, 4, 0): 0.3971988691133428, (120, 80, 4, 2): 0.4268861231361232}
+
+
+@pytest.mark.parametrize("args", REFERENCE_NLEEP)
+def test_nleep_against_juodelyte_et_al_code(args):
+    f, y, *_ = problem(*args)
+    f = f + 4 * np.random.default_rng(9).normal(size=f.shape)
+    assert nleep(f, y, juodelyte=True) == pytest.approx(REFERENCE_NLEEP[args], rel=1e-10)
+    assert nleep(f, y) <= np.log(nleep(f, y, juodelyte=True)) + 1e-12  # Jensen: mean log <= log mean
+
+
+def test_gbc_closed_forms():
+    m, v = np.zeros(3), np.ones(3)
+    assert bhattacharyya_coefficient(m, v, m, v) == pytest.approx(1.0)
+    # equal variances: D_B = |m1 - m2|^2 / (8 sigma^2)
+    assert bhattacharyya_coefficient(m, v, m + 2, v) == pytest.approx(np.exp(-12 / 8))
+    f, y, *_ = problem()
+    assert -12 <= gbc(f, y) <= 0  # 4 classes: 12 ordered pairs, each coefficient in [0, 1]
+    noisy = f + 4 * np.random.default_rng(9).normal(size=f.shape)
+    assert gbc(f, y) > gbc(noisy, y)  # more overlap, lower score
 
 
 def test_leep_with_one_hot_source_predictions_is_minus_the_conditional_entropy():

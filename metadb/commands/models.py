@@ -43,7 +43,7 @@ def models_list(db, fmt) -> None:
 @click.option("--target", required=True, help="Ingested target dataset.")
 @click.option("--models", "model_names", default="all", show_default=True, help="Comma-separated models, or all.")
 @click.option("--metrics", "metric_names", default="logme", show_default=True,
-              help="Comma-separated metrics: logme, leep, nce, hscore, shrinkage_hscore, sfda, parc, lp.")
+              help="Comma-separated metrics: logme, leep, nce, hscore, shrinkage_hscore, sfda, parc, lp, nleep, gbc.")
 @click.option("--split", default="train", show_default=True, help="Target split scored ('' for every image).")
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present).")
 @db_option
