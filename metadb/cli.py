@@ -137,8 +137,10 @@ def _query_command(q: queries.Query) -> click.Command:
     cmd = click.Command(q.name.replace("_", "-"), callback=callback, help=q.question, short_help=q.question[:70])
     _PY_TYPES = {"INTEGER": int, "BIGINT": int, "DOUBLE": float, "BOOLEAN": bool}
     for p in q.params:
+        flag = {"is_flag": False, "flag_value": True} if p.type == "BOOLEAN" else {}  # --x, --x false, or absent
         cmd.params.append(click.Option([f"--{p.name.replace('_', '-')}", p.name], type=_PY_TYPES.get(p.type, str),
-                                       default=None, help=p.help + ("" if p.required else f" [default: {p.default}]")))
+                                       default=None, help=p.help + ("" if p.required else f" [default: {p.default}]"),
+                                       **flag))
     db_option(cmd)
     output_options(cmd)
     return cmd

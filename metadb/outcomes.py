@@ -6,8 +6,8 @@ row per file in `imports` (the file's sha256 plus the options). So a bad cell in
 twelve files leaves the store as it was, and re-importing a file adds nothing. Dataset names are
 canonicalised through the catalog (aliases such as `blood` -> `bloodmnist`); names the store does
 not hold become flagged stubs (`datasets.is_stub`), with catalog metadata when the catalog knows
-them. Rows reach DuckDB through a temporary Parquet file: handing DuckDB an Arrow table would make
-it import pandas when pandas happens to be installed, which costs more than the import itself.
+them. Rows reach DuckDB through a temporary Parquet file (as ingest stages its rows), so one
+`INSERT ... BY NAME` reads them with the table's types and no Python object is scanned.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +32,7 @@ HYPERPARAMETERS = ("lr", "learning_rate", "momentum", "wd", "weight_decay", "bat
                    "dropout", "scheduler", "augmentation", "image_size", "freeze")
 INDEX_COLUMNS = ("", "index", "Unnamed: 0", "column_1")  # a pandas index written by to_csv
 OUTCOME_DEFAULT_METRIC = "auc"
-
+BLANK = "blank lines"
 
 
 def per_file(read: Callable[[Path], "Parsed"]) -> Callable[[list[Path]], list["Parsed"]]:
@@ -45,8 +45,11 @@ class Parsed:
     """One file's validated rows, ready to insert, and what was skipped on purpose."""
 
     frame: pl.DataFrame
-    skipped: int = 0
-    skip_reason: str = ""
+    skips: dict[str, int] = field(default_factory=dict)  # reason -> rows or cells skipped
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skips.values())
 
 
 @dataclass
@@ -55,13 +58,16 @@ class ImportResult:
     kind: str
     status: str  # "imported" or "already imported"
     rows: int = 0
-    skipped: int = 0
-    skip_reason: str = ""
+    skips: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skips.values())
 
     def summary(self) -> str:
         if self.status != "imported":
             return f"{self.file}: already imported; nothing added"
-        skipped = f", {self.skipped} {self.skip_reason or 'rows'} skipped" if self.skipped else ""
+        skipped = "".join(f", {n} {reason} skipped" for reason, n in self.skips.items() if n)
         return f"{self.file}: {self.rows} {self.kind} rows imported{skipped}"
 
 
@@ -112,6 +118,14 @@ def read_csv(path: Path, separator: str | None = None,
     return df.with_row_index("file_row", offset=2).with_columns(pl.col("file_row").cast(pl.Int64))
 
 
+def drop_blank(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Rows with every cell empty (blank lines) are dropped and counted; row numbers stay the file's."""
+    cells = [c for c in df.columns if c != "file_row"]
+    blank = df.select(pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+                                         for c in cells])).to_series()
+    return (df.filter(~blank), int(blank.sum())) if blank.any() else (df, 0)
+
+
 def require(df: pl.DataFrame, path: Path, columns: list[str], expected: str = "") -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -144,7 +158,7 @@ def numbers(df: pl.DataFrame, column: str, path: Path | None, metric: str | pl.S
     """
     raw = pl.col(column).str.strip_chars()
     value = raw.cast(pl.Float64, strict=False)
-    missing = raw.is_null() | raw.is_in(NULLS) | value.is_nan()
+    missing = raw.is_null() | raw.is_in(NULLS).fill_null(False) | value.is_nan().fill_null(False)
     if isinstance(metric, pl.Series):
         bounds = {m: value_range(m) is not None for m in metric.unique().to_list()}
         bounded = pl.lit(metric).replace_strict(bounds, return_dtype=pl.Boolean)
@@ -172,9 +186,10 @@ def numbers(df: pl.DataFrame, column: str, path: Path | None, metric: str | pl.S
     if flags["outside"]:
         i = int(checks["outside"].arg_true()[0])
         name = metric if isinstance(metric, str) else metric[i]
-        raise MetadbError(f"{at(path, df.row(i, named=True))}, column {column}: {name} {checks['value'][i]} is outside [0, 1]",
+        where = at(path, df.row(i, named=True))
+        raise MetadbError(f"{where}, column {column}: {name} {checks['value'][i]} is outside [0, 1]",
                           "AUC and accuracy are fractions: divide percentages by 100, or name another --metric")
-    return checks["value"]
+    return checks["value"].alias(column)
 
 
 def integers(df: pl.DataFrame, column: str, path: Path | None) -> pl.Series:
@@ -267,8 +282,7 @@ def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, optio
         if pending:
             insert_all(con, table, kind, fmt, pending, check)
         for path, _, parsed in pending:
-            results[path] = ImportResult(str(path), kind, "imported", parsed.frame.height, parsed.skipped,
-                                         parsed.skip_reason)
+            results[path] = ImportResult(str(path), kind, "imported", parsed.frame.height, parsed.skips)
         return [results[p] for p in paths]
     finally:
         con.close()
@@ -322,7 +336,7 @@ def _provenance(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
 
 def _read_folds(path: Path, metric: str, **_: Any) -> Parsed:
     """cats-scans `auc_folds_means_std.csv`: source,target,fold_1..fold_k[,mean,std]; all-nan rows = not run."""
-    df = read_csv(path)
+    df, blank = drop_blank(read_csv(path))
     expected = "expected source,target,fold_1..fold_k[,mean,std]"
     require(df, path, ["source", "target"], expected)
     folds = sorted((c for c in df.columns if c.startswith("fold_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
@@ -343,16 +357,16 @@ def _read_folds(path: Path, metric: str, **_: Any) -> Parsed:
     long = wide.unpivot(index=["source", "target", "file_row"], on=folds, variable_name="fold", value_name="value")
     frame = long.with_columns(pl.col("fold").str.slice(5).cast(pl.Int32), metric=pl.lit(metric),
                               is_selected=pl.lit(True)).sort("file_row", "fold")
-    return Parsed(_provenance(frame, path), int((~run).sum()), "pairs not run (all folds nan)")
+    return Parsed(_provenance(frame, path), {"pairs not run (all folds nan)": int((~run).sum()), BLANK: blank})
 
 
-def _matrix_cells(path: Path, metric: str | None, value_name: str = "value") -> tuple[pl.DataFrame, int]:
+def _matrix_cells(path: Path, metric: str | None, value_name: str = "value") -> tuple[pl.DataFrame, dict[str, int]]:
     """(source, target, value, file_row) for each filled cell of a source x target matrix CSV.
 
     The Juodelyte files have a leading unnamed index column and a `source` column; empty cells
     are the self pairs. A square distance matrix may name its row column `dataset` instead.
     """
-    df = read_csv(path)
+    df, blank = drop_blank(read_csv(path))
     row_col = next((c for c in ("source", "dataset", "name", "model") if c in df.columns), None)
     if row_col is None:
         raise MetadbError(f"{path}: no source column",
@@ -369,18 +383,19 @@ def _matrix_cells(path: Path, metric: str | None, value_name: str = "value") -> 
     wide = pl.concat([df.select("source", "file_row"), values], how="horizontal")
     long = wide.unpivot(index=["source", "file_row"], variable_name="target", value_name=value_name)
     filled = long.filter(pl.col(value_name).is_not_null()).sort("file_row", maintain_order=True)
-    return filled, long.height - filled.height
+    return filled, {"empty cells": long.height - filled.height, BLANK: blank}
 
 
 def _read_matrix(path: Path, metric: str, **_: Any) -> Parsed:
-    cells, skipped = _matrix_cells(path, metric)
+    cells, skips = _matrix_cells(path, metric)
     frame = cells.with_columns(metric=pl.lit(metric), is_selected=pl.lit(True))
-    return Parsed(_provenance(frame, path), skipped, "empty cells (self pairs or not run)")
+    skips["empty cells (self pairs or not run)"] = skips.pop("empty cells")
+    return Parsed(_provenance(frame, path), skips)
 
 
 def _read_long(path: Path, metric: str | None, **_: Any) -> Parsed:
     """source,target,value[,metric,fold,seed,run_id,status,architecture,pretraining,protocol,hyperparameters]."""
-    df = read_csv(path)
+    df, blank = drop_blank(read_csv(path))
     require(df, path, ["source", "target", "value"] + ([] if metric else ["metric"]),
             "expected source,target,value[,metric,fold,seed,run_id,...] (or pass --metric)")
     df = df.with_columns(source=names(df, "source", path), target=names(df, "target", path))
@@ -399,7 +414,7 @@ def _read_long(path: Path, metric: str | None, **_: Any) -> Parsed:
     if "run_id" in extra:
         refuse_duplicates(df.with_columns(run_id=extra["run_id"]).filter(pl.col("run_id").is_not_null()),
                           ["run_id"], path, "run id")
-    return Parsed(_provenance(frame.with_columns(**extra), path))
+    return Parsed(_provenance(frame.with_columns(**extra), path), {BLANK: blank})
 
 
 def parse_select(select: str | None) -> tuple[str, str] | None:
@@ -429,8 +444,8 @@ def _hyperparameters(df: pl.DataFrame, exclude: set[str]) -> pl.Series | None:
         + [(raw[c].cast(pl.Float64, strict=False).is_not_null() == given[c]).all().alias(f"{c}\0float") for c in cols]
     ).row(0, named=True)
     typed = [(raw[c].cast(pl.Int64, strict=False) if kinds[f"{c}\0int"] else
-              raw[c].cast(pl.Float64, strict=False) if kinds[f"{c}\0float"] else raw[c]).alias(c.removeprefix("params."))
-             for c in cols]
+              raw[c].cast(pl.Float64, strict=False) if kinds[f"{c}\0float"] else raw[c])
+             .alias(c.removeprefix("params.")) for c in cols]
     return df.select(pl.struct(typed).struct.json_encode()).to_series()
 
 
@@ -441,7 +456,8 @@ def _mlflow_frame(path: Path, metric: str, select: tuple[str, str] | None) -> pl
     if select:
         used |= {select[1], f"metrics.{select[1]}"}
     df = read_csv(path, wanted=lambda c: c in used or c in HYPERPARAMETERS or c.startswith("params."))
-    found = {"_run": _column(df, "Run ID", "run_id"), "_source": _column(df, "source_flag", "params.source_flag", "source"),
+    found = {"_run": _column(df, "Run ID", "run_id"),
+             "_source": _column(df, "source_flag", "params.source_flag", "source"),
              "_target": _column(df, "target_flag", "params.target_flag", "target"),
              "_value": _column(df, metric, f"metrics.{metric}")}
     shown = {"_run": "Run ID", "_source": "source_flag", "_target": "target_flag", "_value": metric}
@@ -470,28 +486,28 @@ def _read_mlflow(paths: list[Path], metric: str, select: tuple[str, str] | None 
     data_cols = [c for c in df.columns if c not in ("file_row", "_file")]
     blank = df.select(pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
                                          for c in data_cols])).to_series()
-    skipped = dict(df.filter(blank).group_by("_file").len().iter_rows())
+    blank_lines = dict(df.filter(blank).group_by("_file").len().iter_rows())
     df = df.filter(~blank).with_columns(run_id=pl.col("_run").str.strip_chars())
     no_id = df["run_id"].is_null() | (df["run_id"] == "")
     if no_id.any():
         raise MetadbError(f"{at(None, first(df, no_id))}: no run id", "every MLflow run has an id")
     refuse_duplicates(df, ["run_id"], None, "run id")
+    hyperparameters = _hyperparameters(df, set())
     frame = df.select("run_id", "file_row", "_file").with_columns(
+        hyperparameters=hyperparameters if hyperparameters is not None else pl.lit(None, pl.Utf8),
         source=names(df, "_source", None), target=names(df, "_target", None), metric=pl.lit(metric),
         value=numbers(df, "_value", None, metric),
         status=df["_status"] if "_status" in df.columns else pl.lit(None, pl.Utf8),
-        hyperparameters=_hyperparameters(df, set()),
         _key=numbers(df, "_key", None, select[1]) if select else pl.lit(None, pl.Float64),
         seed=integers(df, "seed", None).cast(pl.Int32) if "seed" in df.columns else pl.lit(None, pl.Int32),
     )
     no_value = frame["value"].is_null()
-    for file, n in frame.filter(no_value).group_by("_file").len().iter_rows():
-        skipped[file] = skipped.get(file, 0) + n
+    without = dict(frame.filter(no_value).group_by("_file").len().iter_rows())
     frame = frame.filter(~no_value)
     frame = frame.with_columns(is_selected=_selected(frame, select), imported_at=pl.lit(now())).drop("_key")
     parts = {file: part for (file,), part in frame.partition_by("_file", as_dict=True).items()}
-    reason = f"blank lines or runs without {metric}"
-    return [Parsed(parts.get(str(p), frame.clear()).rename({"_file": "file"}), skipped.get(str(p), 0), reason)
+    return [Parsed(parts.get(str(p), frame.clear()).rename({"_file": "file"}),
+                   {f"runs without {metric}": without.get(str(p), 0), BLANK: blank_lines.get(str(p), 0)})
             for p in paths]
 
 
@@ -499,8 +515,8 @@ def _selected(frame: pl.DataFrame, select: tuple[str, str] | None) -> pl.Series:
     """Per (source, target), True for the finished run with the min/max of the selection column (first on ties)."""
     if select is None:
         return pl.Series([True] * frame.height)
-    eligible = frame.with_row_index("_i").filter(
-        pl.col("_key").is_not_null() & (pl.col("status").is_null() | (pl.col("status").str.to_uppercase() == "FINISHED")))
+    finished = pl.col("status").is_null() | (pl.col("status").str.to_uppercase() == "FINISHED")
+    eligible = frame.with_row_index("_i").filter(pl.col("_key").is_not_null() & finished)
     best = (eligible.sort(["_key", "_i"], descending=[select[0] == "max", False])
             .group_by("source", "target").agg(pl.col("_i").first())["_i"])
     return frame.with_row_index("_i").select(pl.col("_i").is_in(best.implode()))["_i"].alias("is_selected")
@@ -571,10 +587,9 @@ def import_outcomes(db: str | Path | None, pattern: str, fmt: str = "long", metr
 # --- scores ------------------------------------------------------------------------------------
 def _read_scores(path: Path, metric: str, fmt: str) -> Parsed:
     if fmt == "matrix":
-        cells, skipped = _matrix_cells(path, None)
-        reason = "empty cells"
+        cells, skips = _matrix_cells(path, None)
     else:
-        df = read_csv(path)
+        df, blank = drop_blank(read_csv(path))
         src = _column(df, "source", "model") or "source"
         require(df, path, [src, "target", "value"],
                 "expected source (or model),target,value[,metric_version,params,n,seed,runtime_s]")
@@ -585,11 +600,10 @@ def _read_scores(path: Path, metric: str, fmt: str) -> Parsed:
             extra["runtime_s"] = numbers(df, "runtime_s", path)
         cells = df.select("file_row").with_columns(source=names(df, src, path), target=names(df, "target", path),
                                                    value=values, **extra)
-        skipped = int(values.is_null().sum())
+        skips = {"empty values": int(values.is_null().sum()), BLANK: blank}
         cells = cells.filter(pl.col("value").is_not_null())
-        reason = "empty values"
     frame = cells.with_columns(metric=pl.lit(metric), file=pl.lit(str(path)), computed_at=pl.lit(now()))
-    return Parsed(frame, skipped, reason)
+    return Parsed(frame, skips)
 
 
 def import_scores(db: str | Path | None, pattern: str, metric: str, fmt: str = "matrix") -> list[ImportResult]:
@@ -605,12 +619,13 @@ def _read_distances(path: Path, measure: str, fmt: str) -> Parsed:
     """`long`: target;source;distance (experts_clean.csv) or a,b,distance; `matrix`: a square CSV;
     `cats-scans`: aucs_scores_distances_experts.csv, whose per-fold distance_1..k are averaged."""
     if fmt == "matrix":
-        cells, skipped = _matrix_cells(path, None)
+        cells, skips = _matrix_cells(path, None)
         frame = cells.rename({"source": "dataset_a", "target": "dataset_b"})
     elif fmt == "cats-scans":
-        df = read_csv(path)
+        df, blank = drop_blank(read_csv(path))
         require(df, path, ["source", "target"], "expected the cats-scans aucs_scores_distances_experts.csv")
-        cols = sorted((c for c in df.columns if c.startswith("distance_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
+        cols = sorted((c for c in df.columns if c.startswith("distance_") and c[9:].isdigit()),
+                      key=lambda c: int(c[9:]))
         if not cols:
             raise MetadbError(f"{path}: no distance_1 .. distance_k columns",
                               "--format cats-scans reads per-fold Task2Vec distances")
@@ -618,16 +633,16 @@ def _read_distances(path: Path, measure: str, fmt: str) -> Parsed:
         frame = df.select("file_row").with_columns(dataset_a=names(df, "target", path),
                                                    dataset_b=names(df, "source", path),
                                                    value=per_fold.mean_horizontal())
-        skipped = 0
+        skips = {BLANK: blank}
     else:
-        df = read_csv(path)
+        df, blank = drop_blank(read_csv(path))
         a, b = next(((x, y) for x, y in (("target", "source"), ("dataset_a", "dataset_b"), ("a", "b"))
                      if x in df.columns and y in df.columns), ("target", "source"))
         v = _column(df, "distance", "value")
         require(df, path, [a, b, v or "distance"], "expected target;source;distance or a,b,distance")
         frame = df.select("file_row").with_columns(dataset_a=names(df, a, path), dataset_b=names(df, b, path),
                                                    value=numbers(df, v, path, required=True))
-        skipped = 0
+        skips = {BLANK: blank}
     negative = frame["value"] < 0
     if negative.any():
         r = first(frame, negative)
@@ -637,7 +652,7 @@ def _read_distances(path: Path, measure: str, fmt: str) -> Parsed:
     frame = frame.with_columns(measure=pl.lit(measure), backbone=pl.lit(""), measure_version=pl.lit("imported"),
                                params=pl.lit(json.dumps({"format": fmt})), source=pl.lit(str(path)),
                                computed_at=pl.lit(now()))
-    return Parsed(frame.drop("file_row"), skipped, "empty cells")
+    return Parsed(frame.drop("file_row"), skips)
 
 
 def import_similarities(db: str | Path | None, pattern: str, measure: str, fmt: str = "long") -> list[ImportResult]:

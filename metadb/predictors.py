@@ -43,9 +43,16 @@ class TransferPredictor(RegressorMixin, BaseEstimator):
         if self.model not in MODELS:
             raise MetadbError(f"--model {self.model!r}: expected one of {', '.join(MODELS)}")
         X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        if X.ndim != 2 or len(X) != len(y):
+            raise MetadbError(f"X must be 2-D with one row per outcome; got X {X.shape} and y {y.shape}")
         if len(X) < 3:
-            raise MetadbError(f"only {len(X)} pairs with observed outcomes; need at least 3 to fit a predictor")
+            raise MetadbError(f"only {len(X)} pairs with observed outcomes; need at least 3 to fit a predictor",
+                              "import more outcomes (metadb outcomes import)")
         self.keep_ = ~np.all(np.isnan(X), axis=0)  # features no training pair has carry no signal
+        if not self.keep_.any():
+            raise MetadbError(f"none of the {X.shape[1]} features is known for any pair with an outcome",
+                              "ingest the datasets (meta-features), or import similarities or scores for them")
+        self.n_features_in_ = X.shape[1]
         self.pipeline_ = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
                                        MODELS[self.model](self.random_state)).fit(X[:, self.keep_], y)
         return self
@@ -106,13 +113,22 @@ def fit(db, model: str = "ridge", metric: str | None = None, seed: int = 0) -> t
         pid = uuid.uuid4().hex[:12]
         with store.transaction(con):
             con.execute("INSERT INTO predictors VALUES (?, ?, ?, ?, ?, ?, ?, now())",
-                        [pid, model, metric, json.dumps(feats.names), json.dumps({"random_state": seed}),
+                        [pid, model, metric, json.dumps(feats.names), json.dumps(provenance(est, feats, mask)),
                          int(mask.sum()), pickle.dumps(est)])
             con.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, now())",
                             [[pid, s, t, float(v)] for (s, t), v in zip(feats.pairs, predicted)])
         return pid, int(mask.sum()), len(feats.pairs)
     finally:
         con.close()
+
+
+def provenance(est: TransferPredictor, feats: PairFeatures, mask: np.ndarray) -> dict:
+    """What the stored model was fitted with, so a prediction can be traced and reproduced."""
+    from importlib.metadata import version
+
+    return {**est.get_params(), "sklearn": version("scikit-learn"), "metadb": version("metadb"),
+            "features_used": [n for n, k in zip(feats.names, est.keep_) if k],
+            "train_targets": sorted({t for (_, t), m in zip(feats.pairs, mask) if m})}
 
 
 def evaluate(db, model: str = "ridge", metric: str | None = None, seed: int = 0):

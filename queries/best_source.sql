@@ -5,7 +5,7 @@ params:
   target VARCHAR                  the target dataset
   metric VARCHAR = NULL           outcome metric to rank by (default: the target's most reported one)
   measure VARCHAR = NULL          similarity measure for sources with neither outcome nor prediction
-  exclude_lineage BOOLEAN = false also drop sources derived from the target, sharing its parent, or sharing images with it
+  exclude_lineage BOOLEAN = false also drop sources derived from the target (or it from them), sharing its parent, or sharing images with it
 columns:
   rank BIGINT                     1 = best
   source VARCHAR                  candidate source
@@ -16,55 +16,55 @@ columns:
   metric VARCHAR                  outcome metric of value
 */
 CREATE OR REPLACE MACRO best_source(target, metric := NULL, measure := NULL, exclude_lineage := false) AS TABLE
--- parameters are read once here: they share names with columns, which DuckDB would find ambiguous
-WITH args AS (
-    SELECT target AS tgt, metric AS want_metric, measure AS want_measure, exclude_lineage AS drop_lineage
+-- Evidence tiers: an observed outcome beats a prediction, which beats a similarity. Unqualified
+-- `target`, `metric`, `measure` and `exclude_lineage` are the parameters; columns are always
+-- qualified. Each table is read once (the macro is planned on every call, and planning, not
+-- execution, is most of its cost).
+WITH sel AS (  -- the target's ground-truth outcomes from other sources
+    SELECT o.source, o.metric, o.value FROM outcomes o
+    WHERE o.target = target AND o.is_selected AND o.source <> target AND (metric IS NULL OR o.metric = metric)
 ),
-chosen_metric AS (
-    SELECT coalesce(a.want_metric, (SELECT o.metric FROM outcomes o WHERE o.target = a.tgt AND o.is_selected
-                                    GROUP BY o.metric ORDER BY count(*) DESC, o.metric LIMIT 1)) AS m
-    FROM args a
+chosen AS (  -- the metric asked for, else the one the target has most outcomes in
+    SELECT s.metric AS m FROM sel s GROUP BY s.metric ORDER BY count(*) DESC, s.metric LIMIT 1
 ),
-observed AS (
-    SELECT o.source, avg(o.value) AS value, stddev_samp(o.value) AS std, count(*) AS n, any_value(o.metric) AS metric_name
-    FROM outcomes o, chosen_metric c, args a
-    WHERE o.target = a.tgt AND o.is_selected AND o.metric = c.m AND o.source <> a.tgt
-    GROUP BY o.source
-),
-latest AS (
-    SELECT p.predictor_id, p.outcome_metric FROM predictors p ORDER BY p.fitted_at DESC LIMIT 1
-),
-predicted AS (
-    SELECT pr.source, pr.value, l.outcome_metric AS metric_name
-    FROM predictions pr JOIN latest l ON pr.predictor_id = l.predictor_id, args a
-    WHERE pr.target = a.tgt AND pr.source <> a.tgt AND pr.source NOT IN (SELECT source FROM observed)
-),
-near AS (
-    SELECT CASE WHEN s.dataset_a = a.tgt THEN s.dataset_b ELSE s.dataset_a END AS source, min(s.value) AS value
-    FROM similarities s, args a
-    WHERE s.measure = a.want_measure AND a.tgt IN (s.dataset_a, s.dataset_b) AND s.dataset_a <> s.dataset_b
-    GROUP BY 1
+predictor AS (  -- the newest predictor of that metric (of any metric when the target has no outcomes)
+    SELECT p.predictor_id, p.outcome_metric FROM predictors p
+    WHERE metric IS NULL OR p.outcome_metric = metric
+    ORDER BY p.outcome_metric IS NOT DISTINCT FROM (SELECT c.m FROM chosen c) DESC, p.fitted_at DESC
+    LIMIT 1
 ),
 candidates AS (
-    SELECT o.source, 'outcome' AS evidence, 0 AS tier, o.value, o.std, o.n, o.metric_name FROM observed o
+    SELECT s.source, 'outcome' AS evidence, 0 AS tier, avg(s.value) AS value, stddev_samp(s.value) AS std,
+           count(*) AS n, any_value(s.metric) AS metric_name
+    FROM sel s SEMI JOIN chosen c ON s.metric = c.m
+    GROUP BY s.source
     UNION ALL
-    SELECT p.source, 'predicted', 1, p.value, NULL, NULL, p.metric_name FROM predicted p
+    SELECT pr.source, 'predicted', 1, pr.value, NULL, NULL, p.outcome_metric
+    FROM predictions pr JOIN predictor p ON pr.predictor_id = p.predictor_id
+    WHERE pr.target = target AND pr.source <> target
     UNION ALL
-    SELECT near.source, 'similarity:' || a.want_measure, 2, near.value, NULL, NULL, NULL FROM near, args a
-    WHERE near.source NOT IN (SELECT source FROM observed) AND near.source NOT IN (SELECT source FROM predicted)
+    SELECT CASE WHEN s.dataset_a = target THEN s.dataset_b ELSE s.dataset_a END, 'similarity:' || measure, 2,
+           min(s.value), NULL, NULL, NULL
+    FROM similarities s
+    WHERE s.measure = measure AND target IN (s.dataset_a, s.dataset_b) AND s.dataset_a <> s.dataset_b
+    GROUP BY ALL
 ),
-lineage AS (
-    SELECT d.name FROM datasets d, datasets t, args a
-    WHERE a.drop_lineage AND t.name = a.tgt AND d.name <> t.name
+lineage AS (  -- with exclude_lineage: parents, children, siblings, and datasets sharing an image hash
+    SELECT d.name FROM datasets d JOIN datasets t ON t.name = target AND d.name <> t.name
+    WHERE exclude_lineage
       AND (list_contains(d.derived_from, t.name) OR list_contains(t.derived_from, d.name)
            OR list_has_any(d.derived_from, t.derived_from))
     UNION
-    SELECT CASE WHEN ov.dataset_a = a.tgt THEN ov.dataset_b ELSE ov.dataset_a END
-    FROM args a, overlap(dataset := target) ov
-    WHERE a.drop_lineage
+    SELECT i.dataset FROM images i
+    WHERE exclude_lineage AND i.dataset <> target
+      AND i.phash IN (SELECT t.phash FROM images t WHERE t.dataset = target AND t.phash IS NOT NULL)
+),
+kept AS (  -- each source once, on its strongest evidence
+    SELECT c.* FROM candidates c ANTI JOIN lineage l ON c.source = l.name
+    QUALIFY row_number() OVER (PARTITION BY c.source ORDER BY c.tier) = 1
 )
-SELECT row_number() OVER (ORDER BY c.tier, CASE WHEN c.tier = 2 THEN c.value ELSE -c.value END, c.source) AS rank,
-       c.source, c.evidence, c.value::DOUBLE AS value, c.std::DOUBLE AS std, c.n::BIGINT AS n, c.metric_name::VARCHAR AS metric
-FROM candidates c, args a
-WHERE NOT a.drop_lineage OR c.source NOT IN (SELECT name FROM lineage)
+SELECT row_number() OVER (ORDER BY k.tier, CASE WHEN k.tier = 2 THEN k.value ELSE -k.value END, k.source) AS rank,
+       k.source, k.evidence, k.value::DOUBLE AS value, k.std::DOUBLE AS std, k.n::BIGINT AS n,
+       k.metric_name::VARCHAR AS metric
+FROM kept k
 ORDER BY rank;

@@ -59,9 +59,9 @@ def test_mlflow_duplicate_run_ids_and_selection(db, tmp_path):
     (r,) = outcomes.import_outcomes(db, _csv(tmp_path, "m.csv", header + runs + ",,,,,,\n"), "mlflow",
                                     metric="test_auc", select="min:val_loss")
     assert (r.rows, r.skipped) == (2, 1)
-    assert api.sql("SELECT run_id, is_selected, hyperparameters FROM outcomes ORDER BY run_id", db)[1] == [
-        ("a", False, '{"lr":"0.1"}'), ("b", True, '{"lr":"0.01"}')]
-    with pytest.raises(MetadbError, match=r"d.csv: run id a appears 2 times"):
+    assert api.sql("SELECT run_id, is_selected, hyperparameters, status FROM outcomes ORDER BY run_id", db)[1] == [
+        ("a", False, '{"lr":0.1}', "FINISHED"), ("b", True, '{"lr":0.01}', "FINISHED")]
+    with pytest.raises(MetadbError, match=r"d.csv: run id a appears 2 times \(rows 2, 4\)"):
         outcomes.import_outcomes(db, _csv(tmp_path, "d.csv", header + runs + runs.replace("b,", "c,")), "mlflow",
                                  metric="test_auc")
     with pytest.raises(MetadbError, match="--select 'lowest': expected min:COLUMN or max:COLUMN"):
@@ -99,3 +99,118 @@ def test_similarity_fallback_and_evidence(db, tmp_path):
     outcomes.import_outcomes(db, _csv(tmp_path, "o.csv", "source,target,value\nkimia,chest,0.9\n"), "long", metric="auc")
     rows = api.query("best_source", db, target="chest", measure="expert")[1]
     assert [(r[1], r[2]) for r in rows] == [("kimia", "outcome"), ("isic", "similarity:expert")]
+
+
+MLFLOW = "Run ID,Status,source_flag,target_flag,lr,batch_size,val_loss,val_auc,test_auc\n"
+
+
+def test_mlflow_max_selection_never_picks_a_failed_run_and_keeps_every_run(db, tmp_path):
+    runs = ("r1,FINISHED,imagenet,blood,0.1,64,0.5,0.90,0.80\n"
+            "r2,FAILED,imagenet,blood,0.01,64,0.2,0.99,0.70\n"
+            "r3,FINISHED,imagenet,blood,0.001,128,0.4,0.95,0.85\n"
+            "r4,FINISHED,radimagenet,blood,0.1,64,0.6,0.70,\n")  # logged no test_auc: counted skip
+    (r,) = outcomes.import_outcomes(db, _csv(tmp_path, "m.csv", MLFLOW + runs), "mlflow", metric="test_auc",
+                                    select="max:val_auc")
+    assert (r.rows, r.skipped) == (3, 1)
+    rows = api.sql("""SELECT run_id, target, is_selected, hyperparameters, protocol FROM outcomes
+                      ORDER BY run_id""", db)[1]
+    assert rows == [("r1", "bloodmnist", False, '{"lr":0.1,"batch_size":64}', "fine-tune"),
+                    ("r2", "bloodmnist", False, '{"lr":0.01,"batch_size":64}', "fine-tune"),
+                    ("r3", "bloodmnist", True, '{"lr":0.001,"batch_size":128}', "fine-tune")]
+    assert api.sql("SELECT json_extract(hyperparameters, '$.lr')::DOUBLE FROM outcomes WHERE is_selected", db)[1] == [
+        (0.001,)]
+
+
+def test_run_ids_are_unique_across_files_and_the_store(db, tmp_path):
+    a = _csv(tmp_path, "a.csv", MLFLOW + "x1,FINISHED,imagenet,blood,0.1,64,0.5,0.9,0.8\n")
+    b = _csv(tmp_path, "b.csv", MLFLOW + "x1,FINISHED,radimagenet,blood,0.1,64,0.5,0.9,0.7\n")
+    with pytest.raises(MetadbError, match=r"run id x1 appears 2 times \(.*a.csv row 2; .*b.csv row 2\)"):
+        outcomes.import_outcomes(db, str(tmp_path / "*.csv"), "mlflow", metric="test_auc")
+    outcomes.import_outcomes(db, a, "mlflow", metric="test_auc")
+    with pytest.raises(MetadbError, match=r"b.csv row 2: run id x1 is already in the store \(imported from .*a.csv\)"):
+        outcomes.import_outcomes(db, b, "mlflow", metric="test_auc")
+
+
+def test_a_bad_file_in_a_glob_leaves_the_store_unchanged(runner, db, tmp_path):
+    good = _csv(tmp_path, "1.csv", "source,target,value\nimagenet,chest,0.9\n")
+    bad = _csv(tmp_path, "2.csv", "source,target,value\nstl10,chest,0.9\nisic,chest,93.5\n")
+    r = runner.invoke(cli, ["outcomes", "import", str(tmp_path / "*.csv"), "--metric", "auc", "--db", db])
+    assert r.exit_code == 1
+    assert r.output == (f"Error: {bad} row 3, column value: auc 93.5 is outside [0, 1]; AUC and accuracy are "
+                        "fractions: divide percentages by 100, or name another --metric\n")
+    assert api.sql("SELECT count(*) FROM outcomes", db)[1] == [(0,)]
+    assert api.sql("SELECT count(*) FROM imports", db)[1] == [(0,)]
+    Path(bad).write_text("source,target,value\nstl10,chest,0.9\nisic,chest,0.935\n")
+    r = runner.invoke(cli, ["outcomes", "import", str(tmp_path / "*.csv"), "--metric", "auc", "--db", db])
+    assert r.output.splitlines() == [f"{good}: 1 outcome rows imported", f"{bad}: 2 outcome rows imported",
+                                     "2 of 2 files imported, 3 rows (one transaction)"]
+
+
+@pytest.mark.parametrize("fmt,text,message", [
+    ("folds", "source,target,fold_1,fold_2\nimagenet,isic,0.9,nan\n",
+     r"f.csv row 2: imagenet->isic has fold_2 empty but other folds set"),
+    ("folds", "source,target,fold_1\nimagenet,isic,0.9\nimagenet,isic,0.8\n",
+     r"f.csv: pair imagenet, isic appears 2 times \(rows 2, 3\)"),
+    ("folds", "source,target,mean\nimagenet,isic,0.9\n", r"f.csv: no fold_1 .. fold_k columns"),
+    ("matrix", ",source,isic,chest\n0,imagenet,0.9,0.8\n1,imagenet,0.7,\n", r"f.csv: source imagenet appears 2 times"),
+    ("matrix", "source,isic\nimagenet,-0.2\n", r"f.csv row 2, column isic: auc -0.2 is outside \[0, 1\]"),
+    ("mlflow", "Run ID,source_flag,test_auc\nr,imagenet,0.9\n", r"f.csv: missing column\(s\) target_flag"),
+    ("long", "source,target,value,fold\nimagenet,isic,0.9,1.5\n", r"f.csv row 2, column fold: '1.5' is not a whole"),
+    ("long", "source,target,value\n,isic,0.9\n", r"f.csv row 2: empty source"),
+    ("long", "source,target,value,hyperparameters\nimagenet,isic,0.9,lr=1\n", r"'lr=1' is not a JSON object"),
+])
+def test_format_specific_errors_name_the_file_and_row(db, tmp_path, fmt, text, message):
+    with pytest.raises(MetadbError, match=message):
+        outcomes.import_outcomes(db, _csv(tmp_path, "f.csv", text), fmt, metric="test_auc" if fmt == "mlflow" else "auc")
+
+
+def test_folds_default_to_auc_and_skip_pairs_not_run(db, tmp_path):
+    text = ("source,target,fold_1,fold_2,mean,std\nimagenet,isic,0.9,0.8,0.85,0.05\n"
+            "kimia,isic,nan,nan,nan,nan\nisic,isic,0.7,0.6,0.65,0.05\n")
+    (r,) = outcomes.import_outcomes(db, _csv(tmp_path, "f.csv", text), "folds")
+    assert (r.rows, r.skipped, r.summary().split(": ", 1)[1]) == (
+        4, 1, "4 outcome rows imported, 1 pairs not run (all folds nan) skipped")
+    assert api.sql("SELECT source, fold, value, metric, file_row FROM outcomes ORDER BY file_row, fold", db)[1] == [
+        ("imagenet", 1, 0.9, "auc", 2), ("imagenet", 2, 0.8, "auc", 2), ("isic", 1, 0.7, "auc", 4),
+        ("isic", 2, 0.6, "auc", 4)]
+    assert api.sql("SELECT count(*) FROM datasets WHERE name = 'kimia'", db)[1] == [(0,)]  # not run: no stub
+
+
+def test_select_is_refused_outside_mlflow(db, tmp_path):
+    with pytest.raises(MetadbError, match="--select applies to --format mlflow, not matrix"):
+        outcomes.import_outcomes(db, _csv(tmp_path, "m.csv", "source,x\na,0.1\n"), "matrix", select="min:val_loss")
+
+
+def test_scores_long_format_keeps_the_computed_score_columns(db, tmp_path):
+    text = "model,target,value,metric_version,n,seed,runtime_s\nresnet18-imagenet,blood,-1.25,2,500,0,3.5\n"
+    (r,) = outcomes.import_scores(db, _csv(tmp_path, "s.csv", text), "logme", fmt="long")
+    assert r.summary().endswith("s.csv: 1 score rows imported")
+    assert api.sql("SELECT source, target, metric, value, metric_version, n, seed, runtime_s, file_row FROM scores",
+                   db)[1] == [("resnet18-imagenet", "bloodmnist", "logme", -1.25, "2", 500, 0, 3.5, 2)]
+    assert api.sql("SELECT is_stub, title FROM datasets WHERE name = 'resnet18-imagenet'", db)[1] == [
+        (True, "resnet18-imagenet")]
+
+
+def test_distances_must_not_be_negative(db, tmp_path):
+    with pytest.raises(MetadbError, match=r"d.csv row 3: distance -0.5 between chest and isic is negative"):
+        outcomes.import_similarities(db, _csv(tmp_path, "d.csv", "a,b,distance\nchest,chest,0\nchest,isic,-0.5\n"),
+                                     "mine")
+
+
+def test_cli_errors_are_one_line(runner, db, tmp_path):
+    r = runner.invoke(cli, ["outcomes", "import", _csv(tmp_path, "m.csv", "Run ID,x\n1,2\n"), "--format", "mlflow",
+                            "--db", db])
+    assert (r.exit_code, r.output) == (1, "Error: --format mlflow needs --metric, the logged metric that is the "
+                                          "outcome (e.g. test_auc)\n")
+    r = runner.invoke(cli, ["similarity", "import", str(tmp_path / "none*.csv"), "--measure", "expert", "--db", db])
+    assert r.exit_code == 1 and len(r.output.splitlines()) == 1 and "no file matches" in r.output
+
+
+def test_boolean_query_parameters_work_as_bare_flags(runner, db, tmp_path):
+    rows = "source,target,value\nchest,pneumoniamnist,0.99\nimagenet,pneumoniamnist,0.95\n"
+    outcomes.import_outcomes(db, _csv(tmp_path, "o.csv", rows), "long", metric="auc")
+    base = ["query", "best-source", "--target", "pneumoniamnist", "--csv", "--db", db]
+    sources = lambda extra: [l.split(",")[1] for l in runner.invoke(cli, base + extra).output.splitlines()[1:]]  # noqa: E731
+    assert sources([]) == ["chest", "imagenet"]
+    assert sources(["--exclude-lineage"]) == ["imagenet"]
+    assert sources(["--exclude-lineage", "false"]) == ["chest", "imagenet"]

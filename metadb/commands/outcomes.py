@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from metadb.commands import db_option
@@ -9,8 +11,13 @@ from metadb.output import output_options, render
 
 
 def _echo(results) -> None:
+    """One line per file; with several files, a total line too."""
     for r in results:
         click.echo(r.summary())
+    if len(results) > 1:
+        added = [r for r in results if r.status == "imported"]
+        click.echo(f"{len(added)} of {len(results)} files imported, {sum(r.rows for r in added):,} rows "
+                   f"(one transaction)")
 
 
 @click.group()
@@ -23,16 +30,19 @@ def outcomes() -> None:
 @click.option("--format", "fmt", type=click.Choice(["long", "matrix", "folds", "mlflow"]), default="long",
               show_default=True, help="long: source,target,value[,metric,fold,seed,...]; matrix: source x target; "
                                       "folds: source,target,fold_1..fold_k; mlflow: an MLflow run export.")
-@click.option("--metric", help="Metric of the values (auc, test_auc, accuracy, ...); mlflow: the column to read.")
-@click.option("--select", help="mlflow: which run is the pair's ground truth, e.g. min:val_loss or max:val_auc.")
+@click.option("--metric", help="Metric of the values (auc, test_auc, accuracy, ...): default auc for matrix and "
+                               "folds; mlflow: the logged column that is the outcome (required).")
+@click.option("--select", help="mlflow: which run is the pair's ground truth, e.g. min:val_loss or max:val_auc "
+                               "(all runs are kept; the others have is_selected = false).")
 @click.option("--architecture", help="Architecture fine-tuned (e.g. resnet50).")
+@click.option("--pretraining", help="How the source model was pretrained (supervised, simclr, ...).")
 @click.option("--protocol", help="fine-tune (default) or linear-probe.")
 @db_option
-def outcomes_import(pattern: str, fmt: str, metric, select, architecture, protocol, db) -> None:
-    """Import outcomes from files matching PATTERN (quote globs); each file is all-or-nothing."""
+def outcomes_import(pattern: str, fmt: str, metric, select, architecture, pretraining, protocol, db) -> None:
+    """Import outcomes from files matching PATTERN (quote globs): all files in one transaction, or none."""
     from metadb.outcomes import import_outcomes
 
-    _echo(import_outcomes(db, pattern, fmt, metric, select, architecture, protocol))
+    _echo(import_outcomes(db, pattern, fmt, metric, select, architecture, protocol, pretraining))
 
 
 @click.group()
@@ -43,7 +53,8 @@ def scores() -> None:
 @scores.command("import")
 @click.argument("pattern")
 @click.option("--metric", required=True, help="Name of the score (logme, leep, ...).")
-@click.option("--format", "fmt", type=click.Choice(["matrix", "long"]), default="matrix", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["matrix", "long"]), default="matrix", show_default=True,
+              help="matrix: a source column then one column per target; long: source (or model),target,value.")
 @db_option
 def scores_import(pattern: str, metric: str, fmt: str, db) -> None:
     """Import scores of one metric from files matching PATTERN."""
@@ -109,4 +120,12 @@ def predict_evaluate(model: str, cv: str, metric, seed: int, db, fmt: str) -> No
 
 
 COMMANDS = [outcomes, scores, predict]
+
+if not Path(__file__).with_name("similarity.py").exists():  # else that module's group adds the command
+    @click.group("similarity")
+    def similarity() -> None:
+        """Distances between datasets (lower = more alike)."""
+
+    similarity.add_command(similarity_import_command)
+    COMMANDS.append(similarity)
 
