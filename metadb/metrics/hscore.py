@@ -1,4 +1,13 @@
-"""H-score (Bao et al., ICIP 2019) and its shrinkage version (Ibrahim et al., ICLR 2022)."""
+"""H-score (Bao et al., ICIP 2019) and its shrinkage form (Ibrahim et al., ICLR 2022).
+
+H-score = tr(cov(f)^-1 cov(E[f | y])): the share of the feature covariance that the class means
+explain, i.e. how discriminative the features are for the target labels under a Gaussian model.
+It is at most C - 1 and unchanged by any invertible linear map of the features.
+
+With N close to D the sample covariance is badly conditioned and the pseudo-inverse blows the
+score up; Ibrahim et al. replace cov(f) by the Ledoit-Wolf shrinkage estimate
+(1 - a) S + a mu I and scale the between-class covariance by the same (1 - a).
+"""
 
 from __future__ import annotations
 
@@ -7,30 +16,46 @@ from sklearn.covariance import LedoitWolf
 
 from metadb.metrics import check_labels, check_matrix, register_metric
 
+RCOND = 1e-15  # the pseudo-inverse cut-off of the authors' getHscore (README of their repository)
 
-def _class_mean_covariance(f: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Covariance of E[f | y] over samples: every row replaced by its class mean."""
-    g = np.zeros_like(f)
-    for c in np.unique(y):
-        g[y == c] = f[y == c].mean(axis=0)
-    return np.cov(g, rowvar=False, bias=True)
+
+def class_mean_matrix(f: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """E[f | y] per row: (C x D) class means, one row per image (N x D)."""
+    means = np.zeros((y.max() + 1, f.shape[1]))
+    np.add.at(means, y, f)
+    means /= np.bincount(y)[:, None]
+    return means[y]
+
+
+def _cov(x: np.ndarray, ddof: int) -> np.ndarray:
+    xc = x - x.mean(axis=0)
+    return xc.T @ xc / (len(x) - ddof)
 
 
 @register_metric("hscore", version="1", needs="features")
 def hscore(features, labels) -> float:
-    """tr(pinv(cov f) cov(E[f|y])): how much of the feature variance the labels explain."""
+    """H-score tr(pinv(cov f) cov(E[f|y])): how much of the feature variance the labels explain (at most C - 1)."""
     f = check_matrix(features, "features")
     y = check_labels(labels, len(f))
     f = f - f.mean(axis=0)
-    return float(np.trace(np.linalg.pinv(np.cov(f, rowvar=False, bias=True), rcond=1e-15) @ _class_mean_covariance(f, y)))
+    # the authors use 1/(N-1) in both covariances; it cancels in the trace
+    return float(np.trace(np.linalg.pinv(_cov(f, 1), rcond=RCOND) @ _cov(class_mean_matrix(f, y), 1)))
 
 
-@register_metric("shrinkage_hscore", version="1", needs="features")
+@register_metric("shrinkage_hscore", version="2", needs="features")
 def shrinkage_hscore(features, labels) -> float:
-    """H-score with Ledoit-Wolf shrinkage: tr(((1-a)S + a mu I)^-1 (1-a) S_between), stable when N ~ D."""
+    """Shrinkage H-score tr(cov_LW(f)^-1 (1 - a) cov(E[f|y])), stable when N ~ D (Ibrahim et al. 2022).
+
+    As the reference implementation (thuml/Transfer-Learning-Library, `regularized_h_score`):
+    the Ledoit-Wolf estimate (sklearn, 1/N) of the centred features, with the between-class
+    covariance taken with 1/(N - 1).
+    """
     f = check_matrix(features, "features")
     y = check_labels(labels, len(f))
     f = f - f.mean(axis=0)
     lw = LedoitWolf(assume_centered=False).fit(f)
-    between = (1 - lw.shrinkage_) * _class_mean_covariance(f, y)
-    return float(np.trace(np.linalg.solve(lw.covariance_, between)))
+    between = (1 - lw.shrinkage_) * _cov(class_mean_matrix(f, y), 1)
+    try:  # the shrunk covariance is positive definite whenever the shrinkage is positive
+        return float(np.trace(np.linalg.solve(lw.covariance_, between)))
+    except np.linalg.LinAlgError:
+        return float(np.trace(np.linalg.pinv(lw.covariance_, rcond=RCOND) @ between))
