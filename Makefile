@@ -19,7 +19,10 @@ demo: install  ## ingest and embed real shipped images into ./metadb.duckdb; pri
 test: install  ## the test suite (no GPU, no network)
 	$(BIN)/python -m pytest -q
 
-bench: install  ## benchmarks; figures go into bench/RESULTS.md
+bench: install  ## benchmarks; figures go into bench/RESULTS.md (bench_logme.py needs the authors' code: see its docstring)
+	$(BIN)/pip install --quiet --disable-pip-version-check pandas  # bench_outcomes.py's baseline
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_frechet.py
 	$(BIN)/python bench/bench_embed.py
+	$(BIN)/python bench/bench_outcomes.py
+	$(BIN)/python bench/bench_score.py

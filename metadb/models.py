@@ -1,16 +1,13 @@
 """Pretrained models as candidates to transfer from, and scoring them on a target.
 
 A model is a timm architecture with weights (found like backbones are) and a pretraining source.
-`score` extracts each model's pooled features and source-head probabilities on the target's
-images once, caches them in Parquet keyed by (model, target, split) and the data and weights
-fingerprints, then runs every requested metric from `metadb.metrics` on the cached arrays and
-stores the scores with metric version, parameters, N, seed and runtime.
+`outputs` extracts a model's pooled features and source-head probabilities on the target's images
+once and caches them in Parquet keyed by (model, target, split) and the data and weights
+fingerprints; `metadb.scoring` runs the metrics on them.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +46,11 @@ def list_models(db) -> tuple[list[str], list[tuple]]:
         con.close()
 
 
-def _features(con, db_path: Path, model_row: tuple, target: str, split: str, device: str | None):
-    """Cached (features, probs, labels) of a model on a target split; extracted when stale."""
+def outputs(con, db_path: Path, model_row: tuple, target: str, split: str, device: str | None):
+    """Cached (features, source-head probabilities, labels) of a model on a target split; extracted when stale.
+
+    Labels are the records' label strings (multi-label positives joined by '|'), in image order.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
@@ -102,45 +102,3 @@ def _features(con, db_path: Path, model_row: tuple, target: str, split: str, dev
     f = np.asarray(t["features"].combine_chunks().flatten()).reshape(t.num_rows, -1)
     p = np.asarray(t["probs"].combine_chunks().flatten()).reshape(t.num_rows, -1)
     return f, p, t["label"].to_pylist()
-
-
-def score(db, target: str, model_names: list[str] | None, metric_names: list[str], split: str = "train",
-          device: str | None = None) -> tuple[list[str], list[tuple]]:
-    """Score every chosen model on the target with every chosen metric; store and return the scores."""
-    from metadb.metrics import metrics
-
-    for m in metric_names:
-        metrics.entry(m)  # unknown names fail before any extraction
-    db_path = Path(db) if db is not None else store.default_path()
-    con = store.connect(db_path)
-    try:
-        rows = con.execute("SELECT name, architecture, weights_ref, weights_sha256, has_source_head FROM models "
-                           "ORDER BY name").fetchall()
-        chosen = [r for r in rows if model_names is None or r[0] in model_names]
-        unknown = set(model_names or []) - {r[0] for r in rows}
-        if unknown or not chosen:
-            raise MetadbError(f"unknown model(s) {', '.join(sorted(unknown)) or '(none registered)'}",
-                              "add them with `metadb models add NAME --arch ARCH`")
-        out = []
-        for name, arch, wref, sha, has_head in chosen:
-            f, p, labels = _features(con, db_path, (name, arch, wref, sha), target, split, device)
-            _, y = np.unique(labels, return_inverse=True)
-            inputs = {"features": f, "source_probs": p, "pseudo_labels": p.argmax(axis=1)}
-            for m in metric_names:
-                fn = metrics.entry(m).factory
-                if fn.needs != "features" and not has_head:
-                    raise MetadbError(f"{m} needs the source head of {name}, which it has not", "pick features-based metrics")
-                t0 = time.perf_counter()
-                value = float(fn(inputs[fn.needs], y))
-                runtime = time.perf_counter() - t0
-                with store.transaction(con):
-                    con.execute("DELETE FROM scores WHERE source = ? AND target = ? AND metric = ? AND file IS NULL",
-                                [name, target, m])
-                    con.execute("""INSERT INTO scores (source, target, metric, value, metric_version, params, n, seed,
-                                   runtime_s, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, now())""",
-                                [name, target, m, value, metrics.entry(m).version, json.dumps({"split": split}),
-                                 len(y), runtime])
-                out.append((name, m, value, len(y), runtime))
-        return ["model", "metric", "value", "n", "runtime_s"], out
-    finally:
-        con.close()

@@ -26,13 +26,18 @@ def combine(con, metrics: list[str]) -> list[tuple[str, str, float]]:
         sources = sorted(s for s, t in tables[0] if t == target and s != target and all((s, t) in x for x in tables))
         if not sources:
             continue
-        product = np.ones(len(sources))
-        for table in tables:
-            v = np.array([table[(s, target)] for s in sources])
-            span = v.max() - v.min()
-            product *= (v - v.min()) / span if span > 0 else np.ones_like(v)
+        product = minmax_product([np.array([table[(s, target)] for s in sources]) for table in tables])
         out += [(s, target, float(p)) for s, p in zip(sources, product)]
     return out
+
+
+def minmax_product(columns: list[np.ndarray]) -> np.ndarray:
+    """Product over columns of each column min-max normalised across the candidates (a constant column counts 1)."""
+    product = np.ones(len(columns[0]))
+    for v in columns:
+        span = v.max() - v.min()
+        product *= (v - v.min()) / span if span > 0 else np.ones_like(v)
+    return product
 
 
 @register_python_query(

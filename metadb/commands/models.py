@@ -43,17 +43,21 @@ def models_list(db, fmt) -> None:
 @click.option("--target", required=True, help="Ingested target dataset.")
 @click.option("--models", "model_names", default="all", show_default=True, help="Comma-separated models, or all.")
 @click.option("--metrics", "metric_names", default="logme", show_default=True,
-              help="Comma-separated metrics: logme, leep, nce, hscore, shrinkage_hscore, sfda, parc, lp, nleep, gbc.")
+              help="Comma-separated metrics, or all: logme, leep, nce, hscore, shrinkage_hscore, sfda, parc, lp, "
+                   "nleep, gbc, ncti, fu, lpfu.")
 @click.option("--split", default="train", show_default=True, help="Target split scored ('' for every image).")
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present).")
 @db_option
 @output_options
 def score(target, model_names, metric_names, split, device, db, fmt) -> None:
     """Score models on a target with transferability metrics (features extracted once, cached)."""
-    from metadb.models import score as run
+    from metadb.scoring import score as run
 
     names = None if model_names == "all" else [m.strip() for m in model_names.split(",")]
-    render(*run(db, target, names, [m.strip() for m in metric_names.split(",")], split, device), fmt=fmt)
+    result = run(db, target, names, [m.strip() for m in metric_names.split(",")], split, device)
+    render(result.columns, result.rows, fmt=fmt)
+    for why in result.skipped:
+        click.echo(f"skipped {why}", err=True)
 
 
 COMMANDS = [models, score]

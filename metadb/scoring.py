@@ -1,0 +1,262 @@
+"""`metadb score`: run transferability metrics for candidate models on one target, and store them.
+
+Three kinds of score, by what they need:
+
+- per-model metrics of the `metadb.metrics` registry (logme, leep, nce, hscore, ...), run on the
+  model's features or source-head outputs, which `models.outputs` extracts once and caches;
+- `fu`, which needs the model itself (gradients under a triplet loss), run on a seeded subset
+  of the target's images;
+- candidate-normalised scores, whose terms are min-max normalised across the models scored
+  together on the target: `ncti` (Wang et al. 2023) and `lpfu` (Juodelyte et al. 2024's LP x
+  FU). They are stored only when two or more models are scored in one call, and a new call
+  replaces every earlier computed one of the same target, so the stored set is always one
+  normalisation, over the models its `params` name.
+
+All scores of one call are written in one transaction, each with metric version, parameters,
+N, seed and runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metadb import store
+from metadb.errors import MetadbError
+
+MODEL_METRICS = {"fu": "1"}  # need the model, not its outputs
+CANDIDATE_METRICS = {"ncti": "1", "lpfu": "1"}  # normalised across the candidates of one target
+FU_IMAGES = 512  # FU's seeded subset: 6 batches of 85 images through a backward pass
+SEED = 0
+
+
+@dataclass
+class Score:
+    model: str
+    metric: str
+    value: float
+    version: str
+    params: dict
+    n: int
+    runtime_s: float
+
+
+@dataclass
+class ScoreResult:
+    columns: list[str]
+    rows: list[tuple]
+    skipped: list[str]  # under --metrics all: "metric for model: why"
+
+
+def known_metrics() -> list[str]:
+    from metadb.metrics import metrics
+
+    return [*metrics.names(), *MODEL_METRICS, "lpfu"]
+
+
+def resolve_metrics(names: list[str]) -> list[str]:
+    """The metric names asked for, validated; `all` is every metric."""
+    from metadb.metrics import metrics
+
+    if names == ["all"]:
+        return known_metrics()
+    for m in names:
+        if m not in MODEL_METRICS and m != "lpfu":
+            metrics.entry(m)  # an unknown name fails before any extraction, with close matches
+    return names
+
+
+def label_matrix(labels: list[str], names: list[str]) -> np.ndarray:
+    """(N, L) 0/1 matrix of multi-label positives ('a|b' strings) over the label names."""
+    index = {n: j for j, n in enumerate(names)}
+    y = np.zeros((len(labels), len(names)))
+    for i, lab in enumerate(labels):
+        for name in filter(None, lab.split("|")):
+            y[i, index[name]] = 1.0
+    return y
+
+
+def applicable(metric: str, has_head: bool, multilabel: bool) -> str | None:
+    """Why a metric cannot score this model on this target, or None when it can."""
+    from metadb.metrics import metrics
+
+    if multilabel and not (metric in metrics and metrics.entry(metric).factory.multilabel):
+        return f"{metric} scores single-label targets only (logme scores a multi-label target, label by label)"
+    if metric in metrics and metrics.entry(metric).factory.needs != "features" and not has_head:
+        return f"{metric} needs the model's source head"
+    return None
+
+
+def score(db, target: str, model_names: list[str] | None, metric_names: list[str], split: str = "train",
+          device: str | None = None, fu_images: int = FU_IMAGES, seed: int = SEED) -> ScoreResult:
+    """Score the chosen models on the target with the chosen metrics; store and return the scores.
+
+    A metric named explicitly that cannot run (no source head, a multi-label target, FU on a
+    target whose triplet loss is 0) is an error; under `all` it is skipped where it cannot run,
+    and the result says what was skipped and why.
+    """
+    explicit = metric_names != ["all"]
+    wanted = resolve_metrics(metric_names)
+    db_path = Path(db) if db is not None else store.default_path()
+    con = store.connect(db_path)
+    try:
+        models = _chosen_models(con, model_names)
+        label_type = con.execute("SELECT label_type FROM datasets WHERE name = ?", [target]).fetchone()
+        multilabel = bool(label_type and label_type[0] == "multi-label")
+        for m in [*wanted]:
+            why = [applicable(m, has_head, multilabel) for _, _, _, _, has_head in models]
+            if any(why):
+                if explicit:
+                    model = models[[bool(w) for w in why].index(True)][0]
+                    raise MetadbError(f"{next(w for w in why if w)} ({model} on {target})",
+                                      "pick other metrics, or --metrics all to skip what cannot run")
+                if all(why):
+                    wanted.remove(m)  # models that cannot run it skip it in _score_models
+        normalised = [m for m in wanted if m in CANDIDATE_METRICS]
+        if normalised and len(models) < 2:
+            if explicit:
+                raise MetadbError(f"{', '.join(normalised)}: normalised across the candidate models scored together, "
+                                  f"so 2 or more are needed; {len(models)} chosen",
+                                  "score two or more models together (--models all)")
+            wanted = [m for m in wanted if m not in CANDIDATE_METRICS]
+        scores, skipped = _score_models(con, db_path, models, target, split, device, wanted, multilabel, fu_images,
+                                        seed, explicit)
+        _store(con, target, scores, [m for m in wanted if m in CANDIDATE_METRICS], seed)
+        return ScoreResult(["model", "metric", "value", "n", "runtime_s"],
+                           [(s.model, s.metric, s.value, s.n, round(s.runtime_s, 4)) for s in scores], skipped)
+    finally:
+        con.close()
+
+
+def _chosen_models(con, model_names: list[str] | None) -> list[tuple]:
+    rows = con.execute("SELECT name, architecture, weights_ref, weights_sha256, has_source_head FROM models "
+                       "ORDER BY name").fetchall()
+    unknown = set(model_names or []) - {r[0] for r in rows}
+    chosen = [r for r in rows if model_names is None or r[0] in model_names]
+    if unknown or not chosen:
+        raise MetadbError(f"unknown model(s) {', '.join(sorted(unknown)) or '(none registered)'}",
+                          "add them with `metadb models add NAME --arch ARCH`")
+    return chosen
+
+
+def _score_models(con, db_path, models, target, split, device, wanted, multilabel, fu_images, seed,
+                  explicit) -> tuple[list[Score], list[str]]:
+    """Every wanted score of every model, and (under `all`) what was skipped and why."""
+    from metadb.analyses.score_combination import minmax_product
+    from metadb.metrics import metrics
+    from metadb.metrics.ncti import combine_terms, ncti_terms
+    from metadb.models import outputs
+
+    out: list[Score] = []
+    skipped: list[str] = []
+    terms: dict[str, tuple] = {}
+    values: dict[tuple[str, str], float] = {}
+    base = {"split": split}
+    per_model = [m for m in wanted if m not in CANDIDATE_METRICS]
+    if "lpfu" in wanted:  # its ingredients are stored too
+        per_model += [m for m in ("lp", "fu") if m not in per_model]
+    for name, arch, wref, sha, has_head in models:
+        f, p, labels = outputs(con, db_path, (name, arch, wref, sha), target, split, device)
+        if multilabel:
+            names = [r[0] for r in con.execute("SELECT label FROM classes WHERE dataset = ? ORDER BY label",
+                                               [target]).fetchall()]
+            y = label_matrix(labels, names)
+        else:
+            y = np.unique(labels, return_inverse=True)[1]
+        inputs = {"features": f, "source_probs": p, "pseudo_labels": p.argmax(axis=1)}
+        n_images = len(y)  # the same images for every model
+        for m in per_model:
+            if applicable(m, has_head, multilabel):
+                continue  # under --metrics all: e.g. LEEP for a model without a source head
+            t0 = time.perf_counter()
+            try:
+                if m == "fu":
+                    value, n = _fu(con, (name, arch, wref), target, split, device, fu_images, seed)
+                    version, params = MODEL_METRICS[m], {**base, "images": n, "seed": seed}
+                else:
+                    fn = metrics.entry(m).factory
+                    value, n, version, params = float(fn(inputs[fn.needs], y)), len(y), metrics.entry(m).version, base
+            except MetadbError as e:
+                if explicit:
+                    raise
+                skipped.append(f"{m} for {name}: {e}")
+                continue
+            out.append(Score(name, m, value, version, params, n, time.perf_counter() - t0))
+            values[(name, m)] = value
+        if "ncti" in wanted:
+            t0 = time.perf_counter()
+            terms[name] = (ncti_terms(f, y, seed=seed), len(y), time.perf_counter() - t0)
+    if terms:
+        over = list(terms)
+        ncti = combine_terms(np.array([terms[m][0] for m in over]))
+        out += [Score(m, "ncti", float(v), CANDIDATE_METRICS["ncti"],
+                      {**base, "variant": "wang", "normalised_over": over, "terms": list(terms[m][0])},
+                      terms[m][1], terms[m][2]) for m, v in zip(over, ncti)]
+    if "lpfu" in wanted:
+        over = [m[0] for m in models if (m[0], "lp") in values and (m[0], "fu") in values]
+        if len(over) < 2:
+            skipped.append(f"lpfu: LP and FU for {len(over)} model(s); normalising needs 2 or more")
+        else:
+            lpfu = minmax_product([np.array([values[(m, k)] for m in over]) for k in ("lp", "fu")])
+            out += [Score(m, "lpfu", float(v), CANDIDATE_METRICS["lpfu"], {**base, "normalised_over": over},
+                          n_images, 0.0) for m, v in zip(over, lpfu)]
+    return out, skipped
+
+
+def _fu(con, model_row: tuple, target: str, split: str, device: str | None, max_images: int,
+        seed: int) -> tuple[float, int]:
+    """FU of a model on a seeded sample of at most `max_images` of the target split's images.
+
+    The sample is `numpy.random.default_rng(seed).permutation(image ids)[:max_images]`, in that
+    order, so FU's consecutive batches mix the classes as a shuffled DataLoader's would.
+    """
+    import torch
+
+    from metadb.backbones import create_backbone, pick_device
+    from metadb.embeddings import loader_for
+    from metadb.metrics import fu
+    from PIL import Image
+
+    name, arch, wref = model_row
+    weights = wref.split(":", 1)[1] if wref.startswith("file:") else None
+    b = create_backbone(arch, weights, wref == "random-init")  # classifier removed: FU scores the embeddings
+    loader = loader_for(con, target)
+    ids = [r.image_id for r in loader.records() if not split or r.split == split]
+    # a seeded sample in seeded order: FU's batches are consecutive, and a loader's order is by class
+    order = {i: k for k, i in enumerate(np.random.default_rng(seed).permutation(ids)[:max_images].tolist())}
+    transform, chosen = b.transform(), []
+    for r in loader.records():
+        if r.image_id not in order:
+            continue
+        try:
+            im = Image.fromarray(r.pixels) if r.pixels is not None else Image.open(r.file)
+            chosen.append((order[r.image_id], transform(im.convert("RGB")), r.label or ""))
+        except (OSError, ValueError, SyntaxError):
+            continue  # an unreadable image is skipped here as at ingest
+    chosen.sort(key=lambda c: c[0])
+    images, labels = [c[1] for c in chosen], [c[2] for c in chosen]
+    if len(images) < 2:
+        raise MetadbError(f"{target}: {len(images)} readable image(s) in split {split!r}; FU needs at least 2")
+    with torch.enable_grad():
+        value = fu(b.model, torch.stack(images), labels, device=pick_device(device))
+    return value, len(images)
+
+
+def _store(con, target: str, scores: list[Score], normalised: list[str], seed: int) -> None:
+    """Replace the computed scores these metrics had for these models on the target, in one transaction.
+
+    `seed` is recorded on every score: NCTI's PCA and FU's image subset use it; the rest are deterministic.
+    """
+    with store.transaction(con):
+        for m in normalised:  # a new normalisation replaces the whole earlier set
+            con.execute("DELETE FROM scores WHERE target = ? AND metric = ? AND file IS NULL", [target, m])
+        con.executemany("DELETE FROM scores WHERE source = ? AND target = ? AND metric = ? AND file IS NULL",
+                        [[s.model, target, s.metric] for s in scores])
+        con.executemany("""INSERT INTO scores (source, target, metric, value, metric_version, params, n, seed,
+                           runtime_s, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())""",
+                        [[s.model, target, s.metric, s.value, s.version, json.dumps(s.params), s.n, seed,
+                          s.runtime_s] for s in scores])
