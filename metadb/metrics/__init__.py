@@ -83,6 +83,13 @@ def check_matrix(x, name: str, min_rows: int = 2) -> np.ndarray:
     return a
 
 
+def class_means(f: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(C x D) mean of the rows of f in each class 0..C-1."""
+    means = np.zeros((y.max() + 1, f.shape[1]))
+    np.add.at(means, y, f)
+    return means / np.bincount(y)[:, None]
+
+
 def check_min_per_class(y: np.ndarray, k: int, metric: str) -> None:
     """Every class needs k images (for a class mean, a variance, a neighbour...)."""
     counts = np.bincount(y)

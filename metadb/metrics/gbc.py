@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from metadb.errors import MetadbError
-from metadb.metrics import check_labels, check_matrix, register_metric
+from metadb.metrics import check_labels, check_matrix, class_means, register_metric
 
 VARIANCE_FLOOR = 1e-4
 
@@ -48,13 +48,8 @@ def gbc(features, labels, n_dims: int | None = 64, gaussian_type: str = "diagona
     y = check_labels(labels, len(f))
     if n_dims is not None and f.shape[1] > n_dims:
         f = PCA(n_components=min(n_dims, len(f)), svd_solver="full").fit_transform(f)
-    counts = np.bincount(y)
-    means = np.zeros((len(counts), f.shape[1]))
-    np.add.at(means, y, f)
-    means /= counts[:, None]
-    var = np.zeros_like(means)
-    np.add.at(var, y, (f - means[y]) ** 2)
-    var = np.maximum(var / counts[:, None], VARIANCE_FLOOR)
+    means = class_means(f, y)
+    var = np.maximum(class_means((f - means[y]) ** 2, y), VARIANCE_FLOOR)
     if gaussian_type == "spherical":
         # one variance per class; as in the authors' code its log enters the distance once, not D times
         var = var.mean(axis=1, keepdims=True)

@@ -14,17 +14,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
-from metadb.metrics import check_labels, check_matrix, register_metric
+from metadb.metrics import check_labels, check_matrix, class_means, register_metric
 
 RCOND = 1e-15  # the pseudo-inverse cut-off of the authors' getHscore (README of their repository)
 
 
 def class_mean_matrix(f: np.ndarray, y: np.ndarray) -> np.ndarray:
     """E[f | y] per row: (C x D) class means, one row per image (N x D)."""
-    means = np.zeros((y.max() + 1, f.shape[1]))
-    np.add.at(means, y, f)
-    means /= np.bincount(y)[:, None]
-    return means[y]
+    return class_means(f, y)[y]
 
 
 def _cov(x: np.ndarray, ddof: int) -> np.ndarray:

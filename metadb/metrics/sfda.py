@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from metadb.metrics import check_labels, check_matrix, register_metric
+from metadb.metrics import check_labels, check_matrix, class_means, register_metric
 
 
 def _shrink(cov: np.ndarray, shrinkage: float) -> np.ndarray:
@@ -49,7 +49,7 @@ def _discriminant(x: np.ndarray, y: np.ndarray, shrinkage: float | None) -> tupl
     """Class probabilities of the regularised Fisher discriminant fitted on (x, y), and its shrinkage."""
     classes = np.arange(y.max() + 1)
     priors = np.bincount(y) / len(y)
-    means = np.stack([x[y == c].mean(axis=0) for c in classes])
+    means = class_means(x, y)
     within = sum(p * np.atleast_2d(np.cov(x[y == c].T, bias=True)) for c, p in zip(classes, priors))
     if shrinkage is None:
         shrinkage = max(np.exp(-5 * _largest_eigenvalue(within)), 1e-10)
@@ -69,7 +69,7 @@ def sfda(features, labels) -> float:
     y = check_labels(labels, len(x))
     prob, shrinkage = _discriminant(x, y, None)
     prob = _softmax(prob)  # softened, as the official code does, before mixing
-    means = np.stack([x[y == c].mean(axis=0) for c in range(y.max() + 1)])
+    means = class_means(x, y)
     others = (means.sum(axis=0) - means) / (len(means) - 1)  # mean of the other classes' means
     p = prob[np.arange(len(y)), y][:, None]
     x = p * x + (1 - p) * others[y]
