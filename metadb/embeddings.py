@@ -99,11 +99,11 @@ def from_npy(b: bytes) -> np.ndarray:
 
 
 class _Images(torch.utils.data.IterableDataset):
-    """An IterableDataset over a loader's records, sharded across DataLoader workers."""
+    """An IterableDataset over a loader's records (those `where` keeps), sharded across DataLoader workers."""
 
-    def __init__(self, loader, transform):
+    def __init__(self, loader, transform, where=None):
         super().__init__()
-        self.loader, self.transform = loader, transform
+        self.loader, self.transform, self.where = loader, transform, where
 
     def __iter__(self):
         import torch
@@ -111,7 +111,8 @@ class _Images(torch.utils.data.IterableDataset):
 
         info = torch.utils.data.get_worker_info()
         shard, shards = (info.id, info.num_workers) if info else (0, 1)
-        for i, r in enumerate(self.loader.records()):
+        records = self.loader.records()
+        for i, r in enumerate(records if self.where is None else filter(self.where, records)):
             if i % shards != shard:
                 continue
             try:

@@ -46,6 +46,14 @@ def list_models(db) -> tuple[list[str], list[tuple]]:
         con.close()
 
 
+def load(arch: str, weights_ref: str, with_head: bool):
+    """A registered model's backbone, from the weights reference stored in `models`."""
+    from metadb.backbones import create_backbone
+
+    weights = weights_ref.split(":", 1)[1] if weights_ref.startswith("file:") else None
+    return create_backbone(arch, weights, weights_ref == "random-init", with_head=with_head)
+
+
 def outputs(con, db_path: Path, model_row: tuple, target: str, split: str, device: str | None):
     """Cached (features, source-head probabilities, labels) of a model on a target split; extracted when stale.
 
@@ -55,7 +63,7 @@ def outputs(con, db_path: Path, model_row: tuple, target: str, split: str, devic
     import pyarrow.parquet as pq
     import torch
 
-    from metadb.backbones import create_backbone, pick_device
+    from metadb.backbones import pick_device
     from metadb.embeddings import _Images, _collate, loader_for
 
     name, arch, weights_ref, sha = model_row
@@ -64,16 +72,12 @@ def outputs(con, db_path: Path, model_row: tuple, target: str, split: str, devic
     row = con.execute("SELECT path, fingerprint FROM model_features WHERE model = ? AND target = ? AND split = ?",
                       [name, target, split]).fetchone()
     if not (row and row[1] == fingerprint and Path(row[0]).exists()):
-        weights = weights_ref.split(":", 1)[1] if weights_ref.startswith("file:") else None
-        b = create_backbone(arch, weights, weights_ref == "random-init", with_head=True)
+        b = load(arch, weights_ref, with_head=True)
         dev = pick_device(device)
         model = b.model.to(dev)
-        loader = loader_for(con, target)
-        records = loader.records
-        if split:
-            loader.records = lambda: (r for r in records() if r.split == split)  # type: ignore[method-assign]
-        data = torch.utils.data.DataLoader(_Images(loader, b.transform()), batch_size=32, num_workers=0,
-                                           collate_fn=_collate)
+        in_split = (lambda r: r.split == split) if split else None
+        data = torch.utils.data.DataLoader(_Images(loader_for(con, target), b.transform(), in_split), batch_size=32,
+                                           num_workers=0, collate_fn=_collate)
         feats, probs, labels = [], [], []
         with torch.inference_mode():
             for x, _, labs, _ in data:

@@ -108,14 +108,13 @@ def score(db, target: str, model_names: list[str] | None, metric_names: list[str
         label_type = con.execute("SELECT label_type FROM datasets WHERE name = ?", [target]).fetchone()
         multilabel = bool(label_type and label_type[0] == "multi-label")
         for m in [*wanted]:
-            why = [applicable(m, has_head, multilabel) for _, _, _, _, has_head in models]
-            if any(why):
-                if explicit:
-                    model = models[[bool(w) for w in why].index(True)][0]
-                    raise MetadbError(f"{next(w for w in why if w)} ({model} on {target})",
-                                      "pick other metrics, or --metrics all to skip what cannot run")
-                if all(why):
-                    wanted.remove(m)  # models that cannot run it skip it in _score_models
+            blocked = [(model[0], why) for model in models if (why := applicable(m, model[4], multilabel))]
+            if blocked and explicit:
+                model, why = blocked[0]
+                raise MetadbError(f"{why} ({model} on {target})",
+                                  "pick other metrics, or --metrics all to skip what cannot run")
+            if len(blocked) == len(models):
+                wanted.remove(m)  # where only some models cannot run it, they skip it in _score_models
         normalised = [m for m in wanted if m in CANDIDATE_METRICS]
         if normalised and len(models) < 2:
             if explicit:
@@ -156,17 +155,14 @@ def _score_models(con, db_path, models, target, split, device, wanted, multilabe
     terms: dict[str, tuple] = {}
     values: dict[tuple[str, str], float] = {}
     base = {"split": split}
+    label_names = [r[0] for r in con.execute("SELECT label FROM classes WHERE dataset = ? ORDER BY label",
+                                             [target]).fetchall()]
     per_model = [m for m in wanted if m not in CANDIDATE_METRICS]
     if "lpfu" in wanted:  # its ingredients are stored too
         per_model += [m for m in ("lp", "fu") if m not in per_model]
     for name, arch, wref, sha, has_head in models:
         f, p, labels = outputs(con, db_path, (name, arch, wref, sha), target, split, device)
-        if multilabel:
-            names = [r[0] for r in con.execute("SELECT label FROM classes WHERE dataset = ? ORDER BY label",
-                                               [target]).fetchall()]
-            y = label_matrix(labels, names)
-        else:
-            y = np.unique(labels, return_inverse=True)[1]
+        y = label_matrix(labels, label_names) if multilabel else np.unique(labels, return_inverse=True)[1]
         inputs = {"features": f, "source_probs": p, "pseudo_labels": p.argmax(axis=1)}
         n_images = len(y)  # the same images for every model
         for m in per_model:
@@ -211,33 +207,26 @@ def _fu(con, model_row: tuple, target: str, split: str, device: str | None, max_
         seed: int) -> tuple[float, int]:
     """FU of a model on a seeded sample of at most `max_images` of the target split's images.
 
-    The sample is `numpy.random.default_rng(seed).permutation(image ids)[:max_images]`, in that
-    order, so FU's consecutive batches mix the classes as a shuffled DataLoader's would.
+    The sample is `numpy.random.default_rng(seed).permutation(sorted ingested image ids)[:max_images]`,
+    in that order, so FU's consecutive batches mix the classes as a shuffled DataLoader's would.
+    Images are decoded as for feature extraction; an unreadable one is skipped, as at ingest.
     """
     import torch
 
-    from metadb.backbones import create_backbone, pick_device
-    from metadb.embeddings import loader_for
+    from metadb.backbones import pick_device
+    from metadb.embeddings import _Images, loader_for
     from metadb.metrics import fu
-    from PIL import Image
+    from metadb.models import load
 
     name, arch, wref = model_row
-    weights = wref.split(":", 1)[1] if wref.startswith("file:") else None
-    b = create_backbone(arch, weights, wref == "random-init")  # classifier removed: FU scores the embeddings
-    loader = loader_for(con, target)
-    ids = [r.image_id for r in loader.records() if not split or r.split == split]
+    b = load(arch, wref, with_head=False)  # classifier removed: FU scores the embeddings
+    ids = [r[0] for r in con.execute("SELECT image_id FROM images WHERE dataset = ? AND (? = '' OR split = ?) "
+                                     "ORDER BY image_id", [target, split, split]).fetchall()]
     # a seeded sample in seeded order: FU's batches are consecutive, and a loader's order is by class
     order = {i: k for k, i in enumerate(np.random.default_rng(seed).permutation(ids)[:max_images].tolist())}
-    transform, chosen = b.transform(), []
-    for r in loader.records():
-        if r.image_id not in order:
-            continue
-        try:
-            im = Image.fromarray(r.pixels) if r.pixels is not None else Image.open(r.file)
-            chosen.append((order[r.image_id], transform(im.convert("RGB")), r.label or ""))
-        except (OSError, ValueError, SyntaxError):
-            continue  # an unreadable image is skipped here as at ingest
-    chosen.sort(key=lambda c: c[0])
+    chosen = sorted(((order[i], x, label) for x, i, label, ok in
+                     _Images(loader_for(con, target), b.transform(), lambda r: r.image_id in order) if ok),
+                    key=lambda c: c[0])
     images, labels = [c[1] for c in chosen], [c[2] for c in chosen]
     if len(images) < 2:
         raise MetadbError(f"{target}: {len(images)} readable image(s) in split {split!r}; FU needs at least 2")

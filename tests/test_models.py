@@ -110,7 +110,7 @@ def test_candidate_normalised_ncti_and_lpfu_with_fu_from_the_model(runner, mixed
     con = connect(target, read_only=True)
     records = {r.image_id: r for r in loader_for(con, "tgt").records()}
     con.close()
-    records = [records[i] for i in np.random.default_rng(0).permutation(list(records))]
+    records = [records[i] for i in np.random.default_rng(0).permutation(sorted(records))]
     b = create_backbone("tf_efficientnet_lite0")
     from PIL import Image
     import torch
