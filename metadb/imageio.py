@@ -81,7 +81,8 @@ def decode(record: Record, working_size: int) -> Decoded:
             im.draft("RGB" if mode != "L" else "L", (working_size, working_size))
         im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"not a readable image ({type(e).__name__}: {str(e)[:80]})") from None
+        detail = "no known image format" if isinstance(e, UnidentifiedImageError) else str(e)[:80]  # not its BytesIO
+        raise ImageError(f"not a readable image ({type(e).__name__}: {detail})") from None
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
     channels = len(im.getbands()) if mode not in ("P",) else 3
