@@ -46,11 +46,14 @@ def list_models(db) -> tuple[list[str], list[tuple]]:
         con.close()
 
 
-def load(arch: str, weights_ref: str, with_head: bool):
+def load(name: str, arch: str, weights_ref: str, with_head: bool):
     """A registered model's backbone, from the weights reference stored in `models`."""
     from metadb.backbones import create_backbone
 
     weights = weights_ref.split(":", 1)[1] if weights_ref.startswith("file:") else None
+    if weights is not None and not Path(weights).exists():
+        raise MetadbError(f"model {name}: its weights file {weights} is gone",
+                          f"put it back, or re-add the model: metadb models add {name} --arch {arch} --weights FILE")
     return create_backbone(arch, weights, weights_ref == "random-init", with_head=with_head)
 
 
@@ -72,7 +75,7 @@ def outputs(con, db_path: Path, model_row: tuple, target: str, split: str, devic
     row = con.execute("SELECT path, fingerprint FROM model_features WHERE model = ? AND target = ? AND split = ?",
                       [name, target, split]).fetchone()
     if not (row and row[1] == fingerprint and Path(row[0]).exists()):
-        b = load(arch, weights_ref, with_head=True)
+        b = load(name, arch, weights_ref, with_head=True)
         dev = pick_device(device)
         model = b.model.to(dev)
         in_split = (lambda r: r.split == split) if split else None

@@ -219,7 +219,7 @@ def _fu(con, model_row: tuple, target: str, split: str, device: str | None, max_
     from metadb.models import load
 
     name, arch, wref = model_row
-    b = load(arch, wref, with_head=False)  # classifier removed: FU scores the embeddings
+    b = load(name, arch, wref, with_head=False)  # classifier removed: FU scores the embeddings
     ids = [r[0] for r in con.execute("SELECT image_id FROM images WHERE dataset = ? AND (? = '' OR split = ?) "
                                      "ORDER BY image_id", [target, split, split]).fetchall()]
     # a seeded sample in seeded order: FU's batches are consecutive, and a loader's order is by class

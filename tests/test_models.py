@@ -61,6 +61,21 @@ def test_models_score_and_rank(runner, target):
     assert {r[1] for r in rows} == {"lite0", "tiny"}
 
 
+def test_a_model_whose_weights_file_is_gone_is_named_with_the_fix(runner, target, tmp_path):
+    import timm
+    import torch
+
+    weights = tmp_path / "r18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), weights)
+    assert runner.invoke(cli, ["models", "add", "r18", "--arch", "resnet18", "--weights", str(weights),
+                               "--db", target]).exit_code == 0
+    weights.unlink()
+    r = runner.invoke(cli, ["score", "--target", "tgt", "--models", "r18", "--split", "", "--db", target])
+    assert r.exit_code == 1 and r.output == (f"Error: model r18: its weights file {weights} is gone; put it back, or "
+                                             "re-add the model: metadb models add r18 --arch resnet18 --weights FILE\n")
+    assert api.sql("SELECT count(*) FROM scores", target)[1] == [(0,)]
+
+
 def test_unknown_model_and_metric(runner, target):
     r = runner.invoke(cli, ["score", "--target", "tgt", "--models", "nope", "--db", target])
     assert r.exit_code == 1 and "unknown model(s) nope" in r.output
