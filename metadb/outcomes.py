@@ -258,12 +258,16 @@ Check = Callable[[Any, list[tuple[Path, Parsed]], str | None], None]
 
 
 def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, options: dict[str, Any], table: str,
-                 read: Callable[[list[Path]], list[Parsed]], check: Check | None = None) -> list[ImportResult]:
+                 read: Callable[[list[Path]], list[Parsed]], check: Check | None = None,
+                 origin: str = "import") -> list[ImportResult]:
     """Parse every matching file not imported before, then commit them all in one transaction (or none).
 
     `read` gets the list of files to import and returns one Parsed per file, so a format can
-    validate its files together (MLflow exports) or one by one (`per_file`).
+    validate its files together (MLflow exports) or one by one (`per_file`). `origin` is stored
+    on every row: 'import' for a user's file, 'published:<pack>@<version>' for an evidence pack.
     """
+    if origin != "import":  # keeps the digests of plain imports what they were before origins existed
+        options = {**options, "origin": origin}
     paths = files(pattern)
     con = store.connect(db)
     try:
@@ -278,6 +282,8 @@ def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, optio
             seen.add(sha)
             pending.append((path, sha))
         parsed_all = read([path for path, _ in pending]) if pending else []
+        for parsed in parsed_all:
+            parsed.frame = parsed.frame.with_columns(origin=pl.lit(origin))
         pending = [(path, sha, parsed) for (path, sha), parsed in zip(pending, parsed_all)]
         if pending:
             insert_all(con, table, kind, fmt, pending, check)
@@ -548,7 +554,7 @@ def _refuse_known_run_ids(con, pending: list[tuple[Path, Parsed]], staged: str |
 
 def import_outcomes(db: str | Path | None, pattern: str, fmt: str = "long", metric: str | None = None,
                     select: str | None = None, architecture: str | None = None, protocol: str | None = None,
-                    pretraining: str | None = None) -> list[ImportResult]:
+                    pretraining: str | None = None, origin: str = "import") -> list[ImportResult]:
     """Import fine-tuning outcomes from every file matching `pattern`: all files or none.
 
     `metric` defaults to auc for matrix and folds files (the published tables are AUCs); mlflow
@@ -581,7 +587,8 @@ def import_outcomes(db: str | Path | None, pattern: str, fmt: str = "long", metr
 
     options = {"format": fmt, "metric": metric, "select": select, "architecture": architecture,
                "protocol": protocol, "pretraining": pretraining}
-    return import_files(db, pattern, "outcome", fmt, options, "outcomes", read, check=_refuse_known_run_ids)
+    return import_files(db, pattern, "outcome", fmt, options, "outcomes", read, check=_refuse_known_run_ids,
+                        origin=origin)
 
 
 # --- scores ------------------------------------------------------------------------------------
@@ -606,12 +613,13 @@ def _read_scores(path: Path, metric: str, fmt: str) -> Parsed:
     return Parsed(frame, skips)
 
 
-def import_scores(db: str | Path | None, pattern: str, metric: str, fmt: str = "matrix") -> list[ImportResult]:
+def import_scores(db: str | Path | None, pattern: str, metric: str, fmt: str = "matrix",
+                  origin: str = "import") -> list[ImportResult]:
     """Transferability scores of one metric (published LogME, LEEP, ...) from matrix or long CSVs."""
     if fmt not in ("matrix", "long"):
         raise MetadbError(f"--format {fmt!r}: expected matrix or long")
     return import_files(db, pattern, "score", fmt, {"metric": metric, "format": fmt}, "scores",
-                        per_file(lambda path: _read_scores(path, metric, fmt)))
+                        per_file(lambda path: _read_scores(path, metric, fmt)), origin=origin)
 
 
 # --- distances ---------------------------------------------------------------------------------
@@ -655,12 +663,13 @@ def _read_distances(path: Path, measure: str, fmt: str) -> Parsed:
     return Parsed(frame.drop("file_row"), skips)
 
 
-def import_similarities(db: str | Path | None, pattern: str, measure: str, fmt: str = "long") -> list[ImportResult]:
+def import_similarities(db: str | Path | None, pattern: str, measure: str, fmt: str = "long",
+                        origin: str = "import") -> list[ImportResult]:
     """User-supplied distances (expert judgement, published Task2Vec, ...) as a named measure."""
     if fmt not in ("long", "matrix", "cats-scans"):
         raise MetadbError(f"--format {fmt!r}: expected long, matrix or cats-scans")
     return import_files(db, pattern, "distance", fmt, {"measure": measure, "format": fmt}, "similarities",
-                        per_file(lambda path: _read_distances(path, measure, fmt)))
+                        per_file(lambda path: _read_distances(path, measure, fmt)), origin=origin)
 
 
 def store_combination(db: str | Path | None, metrics: list[str], name: str) -> int:
@@ -674,8 +683,8 @@ def store_combination(db: str | Path | None, metrics: list[str], name: str) -> i
         rows = combine(con, metrics)
         with store.transaction(con):
             con.execute("DELETE FROM scores WHERE metric = ?", [name])
-            con.executemany("INSERT INTO scores (source, target, metric, value, metric_version, params, computed_at) "
-                            "VALUES (?, ?, ?, ?, 'minmax-product/1', ?, ?)",
+            con.executemany("INSERT INTO scores (source, target, metric, value, metric_version, params, computed_at, origin) "
+                            "VALUES (?, ?, ?, ?, 'minmax-product/1', ?, ?, 'computed')",
                             [[s, t, name, v, json.dumps({"minmax_product": metrics}), now()] for s, t, v in rows])
         return len(rows)
     finally:

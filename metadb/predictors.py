@@ -115,7 +115,8 @@ def fit(db, model: str = "ridge", metric: str | None = None, seed: int = 0) -> t
             con.execute("INSERT INTO predictors VALUES (?, ?, ?, ?, ?, ?, ?, now())",
                         [pid, model, metric, json.dumps(feats.names), json.dumps(provenance(est, feats, mask)),
                          int(mask.sum()), pickle.dumps(est)])
-            con.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, now())",
+            con.executemany("INSERT INTO predictions (predictor_id, source, target, value, predicted_at) "
+                            "VALUES (?, ?, ?, ?, now())",
                             [[pid, s, t, float(v)] for (s, t), v in zip(feats.pairs, predicted)])
         return pid, int(mask.sum()), len(feats.pairs)
     finally:

@@ -246,6 +246,6 @@ def _store(con, target: str, scores: list[Score], normalised: list[str], seed: i
         con.executemany("DELETE FROM scores WHERE source = ? AND target = ? AND metric = ? AND file IS NULL",
                         [[s.model, target, s.metric] for s in scores])
         con.executemany("""INSERT INTO scores (source, target, metric, value, metric_version, params, n, seed,
-                           runtime_s, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())""",
+                           runtime_s, computed_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), 'computed')""",
                         [[s.model, target, s.metric, s.value, s.version, json.dumps(s.params), s.n, seed,
                           s.runtime_s] for s in scores])

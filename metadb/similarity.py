@@ -55,7 +55,9 @@ def compute(db: str | Path | None, measure: str, backbone: str | None = None, da
             for (a, b), v in fresh.items():
                 con.execute("DELETE FROM similarities WHERE measure = ? AND backbone = ? AND dataset_a = ? AND dataset_b = ?",
                             [measure, backbone, a, b])
-                con.execute("INSERT INTO similarities VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'computed', ?)",
+                con.execute("""INSERT INTO similarities (dataset_a, dataset_b, measure, backbone, value, measure_version,
+                                                          params, inputs_fingerprint, source, computed_at, origin)
+                               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'computed', ?, 'computed')""",
                             [a, b, measure, backbone, v, version, json.dumps(m.params(), default=str), fp[(a, b)], now])
         values = {**cached, **fresh}
         rows = [(a, b, values[(a, b)], "cached" if (a, b) in cached else "computed") for a, b in sorted(fp)]
