@@ -103,8 +103,16 @@ def read_csv(path: Path, separator: str | None = None,
     """Columns as text (cells are validated column-wise below), plus `file_row` (header = row 1).
 
     `wanted` picks columns by (cleaned) name, so the 60-column MLflow exports parse only the
-    dozen columns metadb keeps.
+    dozen columns metadb keeps. A `.parquet` file is read the same way: its columns cast to text
+    (floats print in shortest round-trip form, so the checks below see the exact values).
     """
+    if Path(path).suffix.lower() == ".parquet":
+        try:
+            df = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise MetadbError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0][:100]})") from None
+        df = df.select([c for c in df.columns if wanted is None or wanted(c)]).cast(pl.Utf8)
+        return df.with_row_index("file_row", offset=1).with_columns(pl.col("file_row").cast(pl.Int64))
     separator = separator or sniff_separator(path)
     try:
         header = pl.read_csv(path, separator=separator, n_rows=0, encoding="utf8-lossy").columns
