@@ -27,6 +27,10 @@ SUMMARY = """SELECT d.name, d.n_images, d.n_classes, w.imbalance_ratio, w.intens
 def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
     """Ingest and embed real images shipped by scikit-learn and scikit-image; print meta-features, similarity and
     the transferability of two pretrained models to the medical demo set."""
+    from metadb.commands.published import echo_imports
+
+    echo_imports(db, None)  # the studies' published evidence first, so best-source answers from it
+    click.echo()
     paths = write(Path(data_dir))
     for d in DEMO:
         result = api.ingest(db, path=paths[d.name], name=d.name, layout=d.layout, modality=d.modality,
@@ -35,7 +39,7 @@ def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
     click.echo()
     render(*api.sql(SUMMARY, db))
     if no_embed:
-        return
+        return best_source_chest(db)
     from metadb.embeddings import embed
     from metadb.similarity import compute
 
@@ -47,6 +51,13 @@ def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
         cols, rows = compute(db, measure, backbone)
         render(cols, [r for r in rows if r[0] != r[1]])
     rank_models(db)
+    best_source_chest(db)
+
+
+def best_source_chest(db: str | None) -> None:
+    """The question on the tin, answered from the published evidence imported above."""
+    click.echo("\n$ metadb query best-source --target chest")
+    render(*api.query("best_source", db, target="chest"))
 
 
 DEMO_MODELS = {"efficientnet-lite0": "tf_efficientnet_lite0", "mobilenet-v2": "mobilenetv2_100"}

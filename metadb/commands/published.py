@@ -32,18 +32,18 @@ def _names(names: tuple[str, ...], all_: bool) -> list[str] | None:
 
 
 def echo_imports(db: str | None, names: list[str] | None) -> None:
-    """Import packs and print one line per table, a note per pack when its manifest has one, and a total."""
+    """Import packs: per pack, one line per table, its manifest's note and a total; one line if nothing was new."""
     from metadb.published import import_packs
 
     for pack, results in import_packs(db, names):
-        for r in results:
-            click.echo(r.summary())
-        if pack.manifest.get("note"):
-            click.echo(f"note: {pack.manifest['note']}")
         added = [r for r in results if r.status == "imported"]
         if not added:
             click.echo(f"{pack.name}: already imported as {pack.origin}; nothing added")
             continue
+        for r in results:
+            click.echo(r.summary())
+        if pack.manifest.get("note"):
+            click.echo(f"note: {pack.manifest['note']}")
         click.echo(f"{pack.name}: {sum(r.rows for r in added):,} rows from {len(added)} of {len(results)} tables "
                    f"imported as {pack.origin} (cite {pack.manifest['citation']})")
 

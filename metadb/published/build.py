@@ -22,9 +22,10 @@ DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_REFERENCE = Path(os.environ.get("METADB_REFERENCE",
                                         Path(__file__).resolve().parents[3] / "shared" / "reference"))
 JUODELYTE_SCORES = ("logme", "leep", "nleep", "parc", "sfda", "ncti", "lp", "fu")
-RUN_COLUMNS = {  # MLflow export column -> pack column; the GPU counters and bookkeeping are left out
-    "Run ID": "run_id", "source_flag": "source", "target_flag": "target", "lr": "lr", "momentum": "momentum",
-    "wd": "wd", "batch_size": "batch_size", "epochs": "epochs", "Status": "status", "val_loss": "val_loss",
+RUN_COLUMNS = {  # MLflow export column -> pack column; the GPU counters and bookkeeping are left out.
+    # Hyperparameters in the exports' (alphabetical) order, so an import stores the same JSON as from the CSVs.
+    "Run ID": "run_id", "source_flag": "source", "target_flag": "target", "batch_size": "batch_size",
+    "epochs": "epochs", "lr": "lr", "momentum": "momentum", "wd": "wd", "Status": "status", "val_loss": "val_loss",
     "val_auc": "val_auc", "test_auc": "test_auc",
 }
 INTEGER_RUN_COLUMNS = ("batch_size", "epochs")
@@ -71,7 +72,8 @@ def juodelyte_runs(ref: Path) -> pl.DataFrame:
     """
     frames = []
     for path in sorted((ref / "juodelyte-2024" / "finetuned_AUCs").glob("fined_*.csv")):
-        df = pl.read_csv(path, infer_schema_length=0, columns=list(RUN_COLUMNS)).rename(RUN_COLUMNS)
+        df = pl.read_csv(path, infer_schema_length=0, columns=list(RUN_COLUMNS)).select(list(RUN_COLUMNS))
+        df = df.rename(RUN_COLUMNS)
         frames.append(df.filter(~pl.all_horizontal(pl.all().is_null())))
     runs = pl.concat(frames)
     return runs.with_columns([pl.col(c).cast(pl.Int64) for c in INTEGER_RUN_COLUMNS]
@@ -193,7 +195,7 @@ PACKS: list[dict[str, Any]] = [
         "tables": [
             {"file": "runs.parquet", "from": "finetuned_AUCs/fined_*.csv", "read": juodelyte_runs,
              "meaning": "every fine-tuning run of the MLflow exports: run id, source, target, hyperparameters "
-                        "(lr, momentum, wd, batch_size, epochs), status, validation loss and AUC, test AUC; "
+                        "(batch_size, epochs, lr, momentum, wd), status, validation loss and AUC, test AUC; "
                         "blank lines dropped, GPU counters and bookkeeping columns left out",
              "units": "lr, momentum, wd as given to SGD; loss: cross-entropy; AUC 0..1",
              "import": {"kind": "outcomes", "format": "mlflow", "metric": "test_auc", "select": "min:val_loss",
