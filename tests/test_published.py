@@ -114,6 +114,19 @@ def test_import_is_idempotent_with_provenance_on_every_row(db):
     assert names == {n["catalog"] for p in all_packs() for n in p.manifest["names"]}
 
 
+def test_runs_already_imported_from_the_exports_are_refused_in_one_line(db, reference):
+    """The pack holds the same runs as the study's exports: importing both would count each run twice."""
+    import_outcomes(db, str(reference / "juodelyte-2024" / "finetuned_AUCs" / "fined_blood.csv"), "mlflow",
+                    "test_auc", "min:val_loss")
+    r = CliRunner().invoke(cli, ["published", "import", "--all", "--db", db])
+    assert r.exit_code == 1
+    *done, error = r.output.splitlines()
+    assert done[-1].startswith("cats-scans: 171 rows from 3 of 3 tables imported as published:cats-scans@1")
+    assert "runs.parquet row " in error and "is already in the store (imported from " in error
+    assert api.sql("SELECT count(*) FROM outcomes WHERE origin = 'published:juodelyte-2024@1'", db)[1] == [(0,)]
+    assert api.sql("SELECT count(*) FROM scores", db)[1] == [(0,)]
+
+
 def test_best_source_for_chest_answers_from_the_cats_scans_pack(db, reference):
     _run("published", "import", "cats-scans", "--db", db)
     rows = list(csv.DictReader(io.StringIO(_run("query", "best-source", "--target", "chest", "--csv", "--db", db))))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from metadb import outcomes
 from metadb.outcomes import ImportResult
@@ -33,10 +33,15 @@ def import_table(db: str | Path | None, pack: Pack, table: dict[str, Any]) -> li
     return [replace(r, file=f"{pack.name}/{table['file']}") for r in results]
 
 
-def import_packs(db: str | Path | None, names: list[str] | None = None) -> list[tuple[Pack, list[ImportResult]]]:
-    """Import the named packs (default: all), each table in turn; checksums of all are verified first."""
+def import_packs(db: str | Path | None,
+                 names: list[str] | None = None) -> Iterator[tuple[Pack, list[ImportResult]]]:
+    """Import the named packs (default: all), yielding each as it is committed.
+
+    The checksums of every pack asked for are verified before this returns, so a damaged file
+    is refused before anything is imported; each table is then its own import (and transaction).
+    """
     packs = [get(n) for n in names] if names else all_packs()
     for pack in packs:
         pack.check()
-    return [(pack, [r for table in pack.tables if table.get("import") for r in import_table(db, pack, table)])
-            for pack in packs]
+    return ((pack, [r for table in pack.tables if table.get("import") for r in import_table(db, pack, table)])
+            for pack in packs)

@@ -60,7 +60,7 @@ def verify(name: str) -> tuple[list[str], list[tuple]]:
     pack = get(name)
     with tempfile.TemporaryDirectory(prefix="metadb-verify-") as tmp:
         db = Path(tmp) / "verify.duckdb"
-        import_packs(db, [name])
+        list(import_packs(db, [name]))  # imports as it is consumed
         if "combine" in pack.manifest:
             store_combination(db, pack.manifest["combine"]["metrics"], pack.manifest["combine"]["as"])
         rows = []
