@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -209,7 +210,30 @@ def test_published_list_in_every_output_format():
         ("cats-scans", "none stated", "van den Brandt et al. 2021, arXiv:2107.05940"),
         ("juodelyte-2024", "MIT", "Juodelyte et al. 2024, arXiv:2412.20172")]
     assert rows[1]["size"].endswith(" kB") and "20,157 fine-tuning runs" in rows[1]["what"]
-    import json
-
     assert [r["pack"] for r in json.loads(_run("published", "list", "--json"))] == ["cats-scans", "juodelyte-2024"]
     assert "Cats, not CAT scans" in _run("published", "list")
+
+
+def test_show_describes_the_tables_and_the_name_mapping():
+    rows = list(csv.DictReader(io.StringIO(_run("published", "show", "juodelyte-2024", "--csv"))))
+    by_file = {r["file"]: r for r in rows}
+    assert by_file["runs.parquet"]["rows"] == "20157" and by_file["aucs.parquet"]["imported_as"] == "not imported"
+    assert by_file["runs.parquet"]["imported_as"] == "outcomes (mlflow, test_auc)"
+    assert by_file["lp.parquet"]["from"] == ("https://github.com/DovileDo/transferability-in-medical-imaging/blob/"
+                                             "7e308c4/results/lp_dataset.csv")
+    mapping = list(csv.DictReader(io.StringIO(_run("published", "show", "cats-scans", "--names", "--csv"))))
+    assert {r["study"]: r["catalog"] for r in mapping}["chest"] == "chest"
+
+
+def test_the_shipped_packs_are_what_the_build_script_writes_today(tmp_path, reference):
+    """Edit the build script's citations or tables and forget to rebuild: this fails."""
+    from metadb.published.build import build
+
+    build(reference, tmp_path)
+    for pack in all_packs():
+        rebuilt = json.loads((tmp_path / pack.name / "manifest.json").read_text())
+        strip = lambda m: {**m, "tables": [{k: v for k, v in t.items() if k not in ("sha256", "bytes")}
+                                           for t in m["tables"]]}
+        assert strip(rebuilt) == strip(pack.manifest)
+        for t in pack.tables:
+            assert pl.read_parquet(tmp_path / pack.name / t["file"]).equals(pl.read_parquet(pack.path(t)))

@@ -1,4 +1,4 @@
-"""`metadb published list|import|verify`: the evidence packs that ship with metadb."""
+"""`metadb published list|show|import|verify`: the evidence packs that ship with metadb."""
 
 from __future__ import annotations
 
@@ -21,6 +21,17 @@ def published_list(fmt: str) -> None:
     from metadb.published import listing
 
     render(*listing(), fmt=fmt)
+
+
+@published.command("show")
+@click.argument("name")
+@click.option("--names", "show_names", is_flag=True, help="How the study's dataset names map onto metadb's catalog.")
+@output_options
+def published_show(name: str, show_names: bool, fmt: str) -> None:
+    """A pack's tables (rows, units, meaning, what they import as), or with --names its name mapping."""
+    from metadb.published import describe, names
+
+    render(*(names(name) if show_names else describe(name)), fmt=fmt)
 
 
 def _names(names: tuple[str, ...], all_: bool) -> list[str] | None:

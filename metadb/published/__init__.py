@@ -7,7 +7,7 @@ writes the packs from the published files.
 """
 
 from metadb.published.importer import import_packs
-from metadb.published.packs import Pack, all_packs, get, listing
+from metadb.published.packs import Pack, all_packs, describe, get, listing, names
 from metadb.published.verify import verify
 
-__all__ = ["Pack", "all_packs", "get", "import_packs", "listing", "verify"]
+__all__ = ["Pack", "all_packs", "describe", "get", "import_packs", "listing", "names", "verify"]

@@ -82,11 +82,7 @@ def get(name: str) -> Pack:
 
 
 def human_size(n: int) -> str:
-    for unit in ("bytes", "kB", "MB"):
-        if n < 1000 or unit == "MB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} MB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB" if n >= 1e3 else f"{n} bytes"
 
 
 def listing() -> tuple[list[str], list[tuple]]:
@@ -95,3 +91,23 @@ def listing() -> tuple[list[str], list[tuple]]:
     rows = [(p.name, p.version, p.manifest["study"], p.manifest["what"], human_size(p.size), p.manifest["licence"],
              p.manifest["citation"]) for p in all_packs()]
     return cols, rows
+
+
+def describe(name: str) -> tuple[list[str], list[tuple]]:
+    """One row per table of a pack: what it holds, its units, and what metadb imports it as."""
+    pack = get(name)
+    cols = ["file", "rows", "imported_as", "units", "meaning", "from"]
+    rows = []
+    for t in pack.tables:
+        spec = t.get("import") or {}
+        what = spec.get("metric") or spec.get("measure") or ""
+        imported = f"{spec['kind']} ({spec['format']}{', ' + what if what else ''})" if spec else "not imported"
+        kind, path = ("tree", t["from"].rsplit("/", 1)[0]) if "*" in t["from"] else ("blob", t["from"])
+        rows.append((t["file"], t["rows"], imported, t["units"], t["meaning"],
+                     f"{pack.manifest['repository']}/{kind}/{pack.manifest['commit']}/{path}"))
+    return cols, rows
+
+
+def names(name: str) -> tuple[list[str], list[tuple]]:
+    """How the study's dataset names map onto metadb's catalog."""
+    return ["study", "catalog", "is"], [(n["study"], n["catalog"], n["is"]) for n in get(name).manifest["names"]]
