@@ -26,3 +26,4 @@ bench: install  ## benchmarks; figures go into bench/RESULTS.md (bench_logme.py 
 	$(BIN)/python bench/bench_embed.py
 	$(BIN)/python bench/bench_outcomes.py
 	$(BIN)/python bench/bench_score.py
+	$(BIN)/python bench/bench_published.py
