@@ -35,11 +35,14 @@ def test_wheel_ships_schema_queries_and_extractors_and_finds_them_installed(tmp_
     probe = ("import metadb.resources as r; print(r.sql_dir('schema')); "
              "print(len(r.sql_files('schema')), len(r.sql_files('queries'))); "
              "import metadb.published as p; [k.check() for k in p.all_packs()]; "
-             "print(*[f'{k.name} {k.folder}' for k in p.all_packs()], sep=chr(10))")
+             "print(*[f'{k.name} {k.folder}' for k in p.all_packs()], sep=chr(10)); "
+             "from metadb import api; list(p.import_packs('fresh.duckdb', ['cats-scans'])); "
+             "print(api.query('best_source', 'fresh.duckdb', target='chest')[1][0][:3])")
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0].startswith(str(target))
     assert out[1] == f"{len(list((ROOT / 'schema').glob('*.sql')))} {len(list((ROOT / 'queries').glob('*.sql')))}"
-    assert out[2:] == [f"{name} {target / 'metadb' / 'published' / 'data' / name}"  # installed, checksums verified
-                       for name in ("cats-scans", "juodelyte-2024")]
+    assert out[2:4] == [f"{name} {target / 'metadb' / 'published' / 'data' / name}"  # installed, checksums verified
+                        for name in ("cats-scans", "juodelyte-2024")]
+    assert out[4] == "(1, 'imagenet', 'outcome')"  # a fresh install answers best-source --target chest

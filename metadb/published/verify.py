@@ -32,7 +32,10 @@ def agrees(published: str, value: float | None) -> bool:
 
 
 def _selection(db: Path, pack: Pack) -> int:
-    """Pairs whose selected run's test AUC equals the published AUC matrix (to 1e-12); all must match."""
+    """Pairs whose selected run's test AUC equals the published AUC matrix cell (to 1e-12).
+
+    A selected pair the matrix lacks makes the figure -1: the selection then answers another question.
+    """
     table = next(t for t in pack.tables if t["file"] == "aucs.parquet")
     published = (pl.read_parquet(pack.path(table)).unpivot(index="source", variable_name="target")
                  .drop_nulls("value"))
