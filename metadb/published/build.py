@@ -158,6 +158,8 @@ PACKS: list[dict[str, Any]] = [
              "import": {"kind": "similarities", "format": "cats-scans", "measure": "task2vec"}},
         ],
         "figures": [
+            {"figure": "targets whose best source is imagenet (isic, chest, pcam-middle)", "published": "3",
+             "check": "best_source", "params": {"source": "imagenet", "targets": ["isic", "chest", "pcam-middle"]}},
             {"figure": "Task2Vec distance vs relative AUC gain, Pearson r", "published": "-0.11",
              "query": "correlate", "params": {"measure": "task2vec", "outcome": "relative_gain"},
              "column": "pearson_r"},
@@ -171,7 +173,8 @@ PACKS: list[dict[str, Any]] = [
              "query": "correlate", "params": {"measure": "expert", "outcome": "relative_gain"},
              "column": "pearson_p"},
         ],
-        "figures_source": "the paper's figures of transferability vs Task2Vec and expert distance "
+        "figures_source": "the paper's abstract (ImageNet is the source leading to the highest performances) and its "
+                          "figures of transferability vs Task2Vec and expert distance "
                           "(figures/transferability_task2vec.png, figures/trasferability_experts.png)",
     },
     {

@@ -1,8 +1,8 @@
 """Recompute a study's headline figures from its pack and set them beside the published values.
 
 The pack is imported into a scratch store (so nothing a user imported can move a figure), then
-each figure of the manifest is answered by metadb's own analyses (the `correlate` and
-`metric_agreement` queries, the LP x FU combination, run selection). A figure agrees when it
+each figure of the manifest is answered by metadb's own analyses (the `correlate`,
+`metric_agreement` and `best_source` queries, the LP x FU combination, run selection). A figure agrees when it
 rounds to the published value at the precision the study printed it.
 """
 
@@ -50,9 +50,17 @@ def _selection(db: Path, pack: Pack) -> int:
     return int(same.fill_null(False).sum()) if both.height == published.height else -1
 
 
+def _best_source(db: Path, source: str, targets: list[str]) -> int:
+    """Targets for which best-source ranks `source` first on observed outcomes."""
+    firsts = [api.query("best_source", db, target=t)[1][:1] for t in targets]
+    return sum(1 for rows in firsts if rows and rows[0][1:3] == (source, "outcome"))
+
+
 def _figure(db: Path, pack: Pack, figure: dict[str, Any]) -> float | None:
     if figure.get("check") == "selection":
         return float(_selection(db, pack))
+    if figure.get("check") == "best_source":
+        return float(_best_source(db, **figure["params"]))
     cols, rows = api.query(figure["query"], db, **figure["params"])
     row = rows[-1] if figure.get("row") == "last" else rows[0]
     return row[cols.index(figure["column"])]
