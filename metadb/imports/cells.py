@@ -9,9 +9,11 @@ mapped, so each import can say what it did to the names.
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import json
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +43,7 @@ class Parsed:
 
     frame: pl.DataFrame
     skips: dict[str, int] = field(default_factory=dict)  # reason -> rows or cells skipped
+    notes: list[str] = field(default_factory=list)  # what the reader decided, e.g. columns kept as hyperparameters
 
     @property
     def skipped(self) -> int:
@@ -54,6 +57,7 @@ class ImportResult:
     status: str  # "imported" or "already imported"
     rows: int = 0
     skips: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the import did to names and columns, one line each
 
     @property
     def skipped(self) -> int:
@@ -65,9 +69,64 @@ class ImportResult:
         skipped = "".join(f", {n} {reason} skipped" for reason, n in self.skips.items() if n)
         return f"{self.file}: {self.rows} {self.kind} rows imported{skipped}"
 
+
+# --- dataset names ------------------------------------------------------------------------------
+@dataclass
+class Naming:
+    """How an import maps the names in its files to dataset names, and what it mapped.
+
+    A names file (`--names map.csv`) wins; then catalog aliases (`blood` -> `bloodmnist`) unless
+    turned off (`--no-catalog-names`). Every name that changed is recorded with why, so the
+    import can print it: an alias can be wrong for another study (cats-scans `breast` is BUSI,
+    not BreastMNIST).
+    """
+
+    use_catalog: bool = True
+    given: dict[str, str] = field(default_factory=dict)
+    mapped: dict[str, tuple[str, str]] = field(default_factory=dict)  # raw -> (name, why)
+
+    def __call__(self, raw: str) -> str:
+        raw = str(raw).strip()
+        if raw in self.given:
+            name, why = self.given[raw], "names file"
+        elif self.use_catalog and raw in catalog.catalog:
+            name, why = catalog.get(raw).name, "catalog alias"
+        else:
+            return raw
+        if name != raw:
+            self.mapped[raw] = (name, why)
+        return name
+
+    def note(self) -> str | None:
+        if not self.mapped:
+            return None
+        return "names mapped: " + ", ".join(f"{raw} -> {name} ({why})" for raw, (name, why) in sorted(self.mapped.items()))
+
+
+naming: ContextVar[Naming | None] = ContextVar("naming", default=None)
+
+
+def read_names(path: str | Path) -> dict[str, str]:
+    """`--names map.csv`: two columns, the name as written in the files, then the dataset it means."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise MetadbError(f"--names {path}: no such file", "give a CSV of name,dataset rows")
+    df = read_csv(p)
+    cols = [c for c in df.columns if c != "file_row"]
+    if len(cols) != 2:
+        raise MetadbError(f"{p}: a names file has two columns (name as written, dataset); found {', '.join(cols)}")
+    out: dict[str, str] = {}
+    for row, raw, name in df.select("file_row", *cols).iter_rows():
+        if not (raw or "").strip() or not (name or "").strip():
+            raise MetadbError(f"{p} row {row}: empty name", "every row maps a name to a dataset")
+        if raw.strip() in out and out[raw.strip()] != name.strip():
+            raise MetadbError(f"{p} row {row}: {raw.strip()} is mapped twice ({out[raw.strip()]}, {name.strip()})")
+        out[raw.strip()] = name.strip()
+    return out
+
 def canonical(name: str) -> str:
-    name = str(name).strip()
-    return catalog.get(name).name if name in catalog.catalog else name
+    """A name as this import maps it (see Naming); outside an import, through the catalog."""
+    return (naming.get() or Naming())(name)
 
 
 def value_range(metric: str | None) -> tuple[float, float] | None:
@@ -85,7 +144,8 @@ def files(pattern: str) -> list[Path]:
 
 def sniff_separator(path: Path) -> str:
     """`;` for files like experts_clean.csv, tab for TSV, else `,`."""
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
         first = f.readline()
     counts = {sep: first.count(sep) for sep in (",", ";", "\t")}
     return max(counts, key=lambda s: (counts[s], s == ","))
@@ -95,20 +155,34 @@ def read_csv(path: Path, separator: str | None = None,
              wanted: Callable[[str], bool] | None = None) -> pl.DataFrame:
     """Columns as text (cells are validated column-wise below), plus `file_row` (header = row 1).
 
+    Reads CSV, gzipped CSV (`.csv.gz`) and Parquet (whose typed columns are turned to text, so
+    one validation path serves all three; a Parquet file's `file_row` is its 1-based row).
     `wanted` picks columns by (cleaned) name, so the 60-column MLflow exports parse only the
-    dozen columns metadb keeps.
+    dozen columns metadb keeps. A file with a header and no rows is an error: nothing to import.
     """
-    separator = separator or sniff_separator(path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
-        header = pl.read_csv(path, separator=separator, n_rows=0, encoding="utf8-lossy").columns
+        if parquet:
+            header = pl.read_parquet_schema(path)
+        else:
+            separator = separator or sniff_separator(path)
+            header = pl.read_csv(path, separator=separator, n_rows=0, encoding="utf8-lossy").columns
         clean = {c: c.lstrip("\ufeff").strip() for c in header}
         keep = [c for c in header if wanted(clean[c])] if wanted else None
-        df = pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8-lossy", columns=keep)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as e:
-        raise MetadbError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:100]})",
-                          "check the file and its separator") from None
+        if parquet:
+            df = pl.read_parquet(path, columns=keep)
+            df = df.select([pl.col(c).cast(pl.Utf8) for c in df.columns])
+        else:
+            df = pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8-lossy", columns=keep)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, EOFError) as e:
+        what = "Parquet file" if parquet else "CSV"
+        raise MetadbError(f"{path}: not a readable {what} ({str(e).splitlines()[0][:100]})",
+                          "check the file" + ("" if parquet else " and its separator")) from None
+    if df.height == 0:
+        raise MetadbError(f"{path}: a header and no rows; nothing to import",
+                          "check that the file is the one meant (an export of an empty table?)")
     df = df.rename({c: clean[c] for c in df.columns})
-    return df.with_row_index("file_row", offset=2).with_columns(pl.col("file_row").cast(pl.Int64))
+    return df.with_row_index("file_row", offset=1 if parquet else 2).with_columns(pl.col("file_row").cast(pl.Int64))
 
 
 def drop_blank(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -196,7 +270,7 @@ def integers(df: pl.DataFrame, column: str, path: Path | None) -> pl.Series:
 
 
 def names(df: pl.DataFrame, column: str, path: Path | None) -> pl.Series:
-    """Dataset names, stripped and canonicalised through the catalog; an empty name is an error."""
+    """Dataset names, stripped and mapped by the import's naming rules; an empty name is an error."""
     raw = df[column].str.strip_chars()
     empty = raw.is_null() | (raw == "")
     if empty.any():

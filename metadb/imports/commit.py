@@ -10,23 +10,48 @@ from typing import Any, Callable
 import polars as pl
 
 from metadb import catalog, store
-from metadb.imports.cells import ImportResult, Parsed, digest, files, now
+from metadb.imports.cells import ImportResult, Naming, Parsed, digest, files, naming, now
 
-Check = Callable[[Any, list[tuple[Path, Parsed]], str | None], None]
+Check = Callable[[Any, list[tuple[Path, Parsed]]], None]
+Finish = Callable[[Any], list[str]]
 
 
 def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, options: dict[str, Any], table: str,
                  read: Callable[[list[Path]], list[Parsed]], check: Check | None = None,
-                 origin: str = "import") -> list[ImportResult]:
+                 origin: str = "import", names: Naming | None = None,
+                 finish: Finish | None = None) -> list[ImportResult]:
     """Parse every matching file not imported before, then commit them all in one transaction (or none).
 
     `read` gets the list of files to import and returns one Parsed per file, so a format can
     validate its files together (MLflow exports) or one by one (`per_file`). `origin` is stored
     on every row: 'import' for a user's file, 'published:<pack>@<version>' for an evidence pack.
+    `check` runs inside the transaction before the insert and may drop rows (duplicates) or
+    refuse; `finish` runs after it (re-selection) and returns notes. `names` maps dataset names
+    (catalog aliases by default). The first imported file's result carries the import's notes:
+    names mapped, stubs made, and what the readers noted. A store file this import created is
+    removed again when the import fails, so a failed first import leaves nothing behind.
     """
     if origin != "import":  # keeps the digests of plain imports what they were before origins existed
         options = {**options, "origin": origin}
+    names = names or Naming()
     paths = files(pattern)
+    db_path = Path(db) if db is not None else store.default_path()
+    created = not db_path.exists()
+    token = naming.set(names)
+    try:
+        return _import(db, paths, kind, fmt, options, table, read, check, origin, names, finish)
+    except BaseException:
+        if created:
+            for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
+    finally:
+        naming.reset(token)
+
+
+def _import(db, paths: list[Path], kind: str, fmt: str, options: dict[str, Any], table: str,
+            read: Callable[[list[Path]], list[Parsed]], check: Check | None, origin: str, names: Naming,
+            finish: Finish | None) -> list[ImportResult]:
     con = store.connect(db)
     try:
         results: dict[Path, ImportResult] = {}
@@ -43,47 +68,62 @@ def import_files(db: str | Path | None, pattern: str, kind: str, fmt: str, optio
         for parsed in parsed_all:
             parsed.frame = parsed.frame.with_columns(origin=pl.lit(origin))
         pending = [(path, sha, parsed) for (path, sha), parsed in zip(pending, parsed_all)]
+        notes: list[str] = []
         if pending:
-            insert_all(con, table, kind, fmt, pending, check)
-        for path, _, parsed in pending:
-            results[path] = ImportResult(str(path), kind, "imported", parsed.frame.height, parsed.skips)
+            notes = insert_all(con, table, kind, fmt, pending, check, finish)
+        notes = [n for n in [names.note()] if n] + notes
+        for parsed in parsed_all:
+            notes += [n for n in parsed.notes if n not in notes]
+        for i, (path, _, parsed) in enumerate(pending):
+            results[path] = ImportResult(str(path), kind, "imported", parsed.frame.height, parsed.skips,
+                                         notes if i == 0 else [])
         return [results[p] for p in paths]
     finally:
         con.close()
 
 
 def insert_all(con, table: str, kind: str, fmt: str, pending: list[tuple[Path, str, Parsed]],
-               check: Check | None = None) -> None:
-    """Stage the rows in Parquet, then check them against the store and insert rows + stubs + import
-    records in one transaction."""
+               check: Check | None = None, finish: Finish | None = None) -> list[str]:
+    """Check the rows against the store, stage them in Parquet and insert rows + stubs + import
+    records in one transaction; returns notes (the stubs made, what `finish` said)."""
     columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-    frames = [parsed.frame for _, _, parsed in pending if parsed.frame.height]
-    dataset_names: set[str] = set()
-    for f in frames:
-        for c in ("source", "target", "dataset_a", "dataset_b"):
-            if c in f.columns:
-                dataset_names.update(f[c].unique().to_list())
-    with tempfile.TemporaryDirectory(prefix="metadb-import-") as tmp:
-        staged = Path(tmp) / "rows.parquet"
+    with tempfile.TemporaryDirectory(prefix="metadb-import-") as tmp, store.transaction(con):
+        if check:
+            check(con, [(path, parsed) for path, _, parsed in pending])
+        frames = [parsed.frame for _, _, parsed in pending if parsed.frame.height]
+        dataset_names: set[str] = set()
+        for f in frames:
+            for c in ("source", "target", "dataset_a", "dataset_b"):
+                if c in f.columns:
+                    dataset_names.update(f[c].unique().to_list())
         if frames:
+            staged = Path(tmp) / "rows.parquet"
             rows = pl.concat(frames, how="diagonal_relaxed")
             rows.select([c for c in columns if c in rows.columns]).write_parquet(staged)
-        with store.transaction(con):
-            if check:
-                check(con, [(path, parsed) for path, _, parsed in pending], str(staged) if frames else None)
-            if frames:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(staged)])
-            add_stubs(con, dataset_names)
-            con.executemany("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)",
-                            [[sha, str(path), kind, fmt, parsed.frame.height, now()] for path, sha, parsed in pending])
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(staged)])
+        notes = add_stubs(con, dataset_names)
+        con.executemany("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)",
+                        [[sha, str(path), kind, fmt, parsed.frame.height, now()] for path, sha, parsed in pending])
+        if finish:
+            notes += finish(con)
+    return notes
 
 
-def add_stubs(con, dataset_names: set[str]) -> None:
-    """Datasets known only by name become flagged stubs, with catalog metadata when there is some."""
+def catalog_entry(name: str) -> catalog.DatasetInfo | None:
+    """The catalog's entry whose own name is `name` (an alias is not the dataset: `breast` is not BreastMNIST)."""
+    if name not in catalog.catalog:
+        return None
+    info = catalog.get(name)
+    return info if info.name == name else None
+
+
+def add_stubs(con, dataset_names: set[str]) -> list[str]:
+    """Datasets known only by name become flagged stubs, with catalog metadata when the catalog has the name."""
     have = {r[0] for r in con.execute("SELECT name FROM datasets").fetchall()}
-    rows = []
+    rows, described, bare = [], [], []
     for name in sorted(dataset_names - have):
-        info = catalog.get(name) if name in catalog.catalog else None
+        info = catalog_entry(name)
+        (described if info else bare).append(name)
         rows.append([name, info.title if info else name, info and info.modality, info and info.anatomy,
                      info and info.domain, info and info.label_type, info and info.licence, info and info.url,
                      list(info.derived_from) if info else []])
@@ -91,4 +131,9 @@ def add_stubs(con, dataset_names: set[str]) -> None:
         con.executemany("""INSERT INTO datasets (name, title, modality, anatomy, domain, label_type, licence,
                                                  source_url, derived_from, is_stub)
                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, true)""", rows)
-
+    notes = []
+    if described:
+        notes.append(f"stubs (not in the store; catalog metadata): {', '.join(described)}")
+    if bare:
+        notes.append(f"stubs (not in the store, unknown to the catalog): {', '.join(bare)}")
+    return notes

@@ -11,7 +11,7 @@ from metadb.errors import MetadbError
 from metadb.imports.cells import BLANK, Parsed, first_column, at, drop_blank, first, names, now, numbers, read_csv, require
 from metadb.imports.cells import per_file
 from metadb.imports.commit import import_files
-from metadb.imports.outcomes import _matrix_cells
+from metadb.imports.outcome_formats import _matrix_cells
 
 def _read_distances(path: Path, measure: str, fmt: str) -> Parsed:
     """`long`: target;source;distance (experts_clean.csv) or a,b,distance; `matrix`: a square CSV;

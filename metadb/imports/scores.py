@@ -12,7 +12,7 @@ from metadb.errors import MetadbError
 from metadb.imports.cells import BLANK, Parsed, first_column, drop_blank, integers, names, now, numbers, read_csv, require
 from metadb.imports.cells import per_file
 from metadb.imports.commit import import_files
-from metadb.imports.outcomes import _matrix_cells
+from metadb.imports.outcome_formats import _matrix_cells
 
 def _read_scores(path: Path, metric: str, fmt: str) -> Parsed:
     if fmt == "matrix":
