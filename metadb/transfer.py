@@ -39,7 +39,7 @@ def _selected_rows(con, metric: str, architecture: str | None, columns: str) -> 
         where += " AND architecture IS NOT DISTINCT FROM ?"
         params.append(architecture)
     else:
-        mixed = con.execute(f"""SELECT source, target, list(DISTINCT coalesce(architecture, '(none)') ORDER BY 1)
+        mixed = con.execute(f"""SELECT source, target, list(DISTINCT coalesce(architecture, '(none)') ORDER BY coalesce(architecture, '(none)'))
                                 FROM outcomes WHERE {where} GROUP BY source, target
                                 HAVING count(DISTINCT coalesce(architecture, '')) > 1 ORDER BY 1, 2 LIMIT 1""",
                             params).fetchone()
