@@ -33,10 +33,7 @@ WITH guard AS (  -- a mistyped target is an error naming close names, not an emp
     SELECT CASE
         WHEN evidence NOT IN ('own', 'published', 'all')
             THEN error('best_source: evidence is own, published or all, not ' || evidence)
-        WHEN EXISTS (SELECT 1 FROM datasets d WHERE d.name = target)
-          OR EXISTS (SELECT 1 FROM outcomes o WHERE o.target = target)
-          OR EXISTS (SELECT 1 FROM predictions pr WHERE pr.target = target)
-          OR EXISTS (SELECT 1 FROM similarities s WHERE target IN (s.dataset_a, s.dataset_b)) THEN true
+        WHEN EXISTS (SELECT 1 FROM datasets d WHERE d.name = target) THEN true  -- imports add every name they store
         ELSE error('unknown target ' || target || ': not a dataset in the store' || coalesce(
             '; did you mean ' || (SELECT string_agg(x.name, ', ' ORDER BY x.score DESC, x.name)
                                   FROM (SELECT d.name, jaro_winkler_similarity(lower(d.name), lower(target)) AS score
@@ -49,8 +46,7 @@ sel AS (  -- the target's ground-truth outcomes from other sources
     SELECT o.source, o.metric, o.value, o.architecture, o.hyperparameters, o.selection IS NULL AS plain,
            CASE WHEN "by" IS NOT NULL
                 THEN coalesce(json_extract_string(o.hyperparameters, '$."' || "by" || '"'), '(not set)') END AS setting,
-           CASE WHEN o.origin = 'import' OR o.origin IS NULL
-                THEN 'import:' || coalesce(regexp_extract(o.file, '[^/\\]+$'), '?') ELSE o.origin END AS origin
+           CASE WHEN o.origin = 'import' OR o.origin IS NULL THEN 'import:' || coalesce(o.file, '?') ELSE o.origin END AS origin
     FROM outcomes o
     WHERE o.target = target AND o.is_selected AND o.source <> target AND (metric IS NULL OR o.metric = metric)
       AND (architecture IS NULL OR o.architecture = architecture)
@@ -68,10 +64,11 @@ predictor AS (  -- the newest predictor of that metric (of any metric when the t
 candidates AS (
     SELECT s.source, 'outcome' AS evidence, 0 AS tier, avg(s.value) AS value, stddev_samp(s.value) AS std,
            count(*) AS n, any_value(s.metric) AS metric_name, s.architecture, s.setting AS part,
-           coalesce(s.setting, CASE WHEN count(DISTINCT coalesce(s.hyperparameters, '')) FILTER (WHERE s.plain) > 1
-                                    THEN 'pooled over ' || count(DISTINCT coalesce(s.hyperparameters, '')) FILTER (WHERE s.plain)
-                                         || ' settings (rank per setting with --by)' END) AS setting,
-           NULL::INTEGER AS features_known, string_agg(DISTINCT s.origin, ', ' ORDER BY s.origin) AS origin
+           coalesce(s.setting, CASE WHEN min(coalesce(s.hyperparameters, '')) FILTER (WHERE s.plain)
+                                         <> max(coalesce(s.hyperparameters, '')) FILTER (WHERE s.plain)
+                                    THEN 'pooled over different settings (rank per setting with --by)' END) AS setting,
+           NULL::INTEGER AS features_known,  -- import paths shortened to file names once per row of the answer
+           regexp_replace(string_agg(DISTINCT s.origin, ', ' ORDER BY s.origin), 'import:[^,]*[/\\]', 'import:', 'g') AS origin
     FROM sel s SEMI JOIN chosen c ON s.metric = c.m
     GROUP BY s.source, s.architecture, s.setting
     UNION ALL
@@ -106,12 +103,13 @@ checked AS (  -- the guard joined in front (and a window as a barrier) so it run
 kept AS (  -- each source on its strongest evidence (one row per architecture and setting)
     SELECT c.*,
            CASE WHEN c.tier = 2 THEN c.value
-                WHEN metric_higher_is_better(c.metric_name) THEN -c.value
-                WHEN NOT metric_higher_is_better(c.metric_name) THEN c.value
+                WHEN d.higher_is_better THEN -c.value
+                WHEN NOT d.higher_is_better THEN c.value
                 ELSE error('outcome metric ' || c.metric_name || ' has no declared direction (is higher better?); '
                            || 'declare it: INSERT INTO metric_directions VALUES (''' || metric_key(c.metric_name)
                            || ''', true, NULL) (false when lower is better)') END AS badness
     FROM checked c ANTI JOIN lineage l ON c.source = l.name
+    LEFT JOIN metric_directions d ON d.metric = metric_key(c.metric_name)
     WHERE c.source IS NOT NULL
     QUALIFY rank() OVER (PARTITION BY c.source ORDER BY c.tier) = 1
 )

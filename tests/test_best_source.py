@@ -62,7 +62,8 @@ def test_relative_gain_of_a_loss_is_its_decrease(db, tmp_path):
 # --- item 4: predictions only where something was known ---------------------------------------------
 def test_uninformed_predictions_are_not_shown_and_informed_ones_carry_their_count(db, tmp_path):
     outcomes.import_outcomes(db, _csv(tmp_path, "o.csv", "source,target,value\nimagenet,isic,0.9\n"), metric="auc")
-    api.sql("""INSERT INTO predictors (predictor_id, model, outcome_metric, fitted_at) VALUES ('p1', 'ridge', 'auc', now());
+    api.sql("""INSERT INTO datasets (name, title, is_stub) VALUES ('chest', 'chest', true);
+               INSERT INTO predictors (predictor_id, model, outcome_metric, fitted_at) VALUES ('p1', 'ridge', 'auc', now());
                INSERT INTO predictions (predictor_id, source, target, value, n_features_known, features_known) VALUES
                  ('p1', 'imagenet', 'chest', 0.8, 3, '["logme","frechet","n_images"]'),
                  ('p1', 'stl10', 'chest', 0.85, 0, '[]')""", db, write=True)

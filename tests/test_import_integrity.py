@@ -166,7 +166,7 @@ def test_unknown_columns_are_kept_as_hyperparameters_and_best_source_ranks_per_s
     assert [(r[0], r[1], r[3], r[8]) for r in rows] == [(1, "stl10", 0.8, "false"), (2, "imagenet", 0.6, "false"),
                                                        (1, "imagenet", 0.9, "true"), (2, "stl10", 0.7, "true")]
     pooled = api.query("best_source", db, target="chest")[1]
-    assert {r[8] for r in pooled} == {"pooled over 2 settings (rank per setting with --by)"}
+    assert {r[8] for r in pooled} == {"pooled over different settings (rank per setting with --by)"}
 
 
 def test_folds_without_underscore_and_summaries_checked(db, tmp_path):

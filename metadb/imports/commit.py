@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import polars as pl
+import pyarrow as pa
 
 from metadb import catalog, store
 from metadb.imports.cells import ImportResult, Naming, Parsed, digest, files, naming, now
@@ -127,10 +128,16 @@ def add_stubs(con, dataset_names: set[str]) -> list[str]:
         rows.append([name, info.title if info else name, info and info.modality, info and info.anatomy,
                      info and info.domain, info and info.label_type, info and info.licence, info and info.url,
                      list(info.derived_from) if info else []])
-    if rows:
-        con.executemany("""INSERT INTO datasets (name, title, modality, anatomy, domain, label_type, licence,
-                                                 source_url, derived_from, is_stub)
-                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, true)""", rows)
+    if rows:  # one INSERT from an Arrow table: executemany costs milliseconds per row
+        cols = ["name", "title", "modality", "anatomy", "domain", "label_type", "licence", "source_url", "derived_from"]
+        stubs = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)},
+                         schema=pa.schema([(c, pa.list_(pa.string()) if c == "derived_from" else pa.string())
+                                           for c in cols]))
+        con.register("_incoming_stubs", stubs)
+        try:
+            con.execute(f"INSERT INTO datasets ({', '.join(cols)}, is_stub) SELECT *, true FROM _incoming_stubs")
+        finally:
+            con.unregister("_incoming_stubs")
     notes = []
     if described:
         notes.append(f"stubs (not in the store; catalog metadata): {', '.join(described)}")
