@@ -68,6 +68,10 @@ def test_a_better_run_in_a_later_batch_takes_over_and_a_failed_one_never_does(db
         outcomes.import_outcomes(db, _csv(tmp_path, "c.csv", head + "d,FINISHED,imagenet,isic,0.1,0.2,0.7\n"),
                                  "mlflow", metric="test_auc", select="max:val_loss")
     assert api.sql("SELECT count(*) FROM outcomes", db)[1] == [(3,)]
+    (r,) = outcomes.import_outcomes(db, _csv(tmp_path, "e.csv", head + "e,FINISHED,stl10,isic,0.1,0.2,0.7\n"
+                                                               "f,FINISHED,stl10,isic,0.1,0.3,0.6\n"), "mlflow",
+                                    metric="test_auc")
+    assert "no --select: every run of a pair counts as its outcome" in r.notes[-1]
 
 
 def test_selection_is_per_architecture_and_observed_never_averages_architectures(db, tmp_path):

@@ -265,9 +265,13 @@ def _read_mlflow(paths: list[Path], metric: str, select: tuple[str, str] | None 
     frame = frame.with_columns(is_selected=pl.lit(select is None), selection=pl.lit(rule, pl.Utf8),
                                selection_value=pl.col("_key"), imported_at=pl.lit(now())).drop("_key")
     parts = {file: part for (file,), part in frame.partition_by("_file", as_dict=True).items()}
-    return [Parsed(parts.get(str(p), frame.clear()).rename({"_file": "file"}),
-                   {f"runs without {metric}": without.get(str(p), 0), BLANK: blank_lines.get(str(p), 0)})
-            for p in paths]
+    parsed = [Parsed(parts.get(str(p), frame.clear()).rename({"_file": "file"}),
+                     {f"runs without {metric}": without.get(str(p), 0), BLANK: blank_lines.get(str(p), 0)})
+              for p in paths]
+    if select is None and frame.select(pl.struct("source", "target").is_duplicated().any()).item():
+        parsed[0].notes.append("no --select: every run of a pair counts as its outcome (best-source averages "
+                               "them); pass --select min:val_loss to keep one run per pair")
+    return parsed
 
 
 OUTCOME_FORMATS: dict[str, Callable[..., Any]] = {
