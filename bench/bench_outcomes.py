@@ -4,7 +4,10 @@
    pandas does what metadb does: read the same columns, drop blank lines, parse and range-check
    the metric, refuse duplicate run ids, canonicalise dataset names, encode the hyperparameters
    as JSON, mark the lowest-val_loss finished run per pair, and insert everything into a DuckDB
-   table in one transaction. The two stores are then compared row for row.
+   table in one transaction. The two stores are then compared row for row. Then the same grid as
+   one Parquet file (how an evidence pack ships it): metadb's import against pandas reading the
+   Parquet file and doing the same work. metadb's selection is recomputed over every stored run
+   inside the transaction (an UPDATE over the store), where pandas selects within the batch.
 2. best-source over 100,000 outcome rows (200 sources x 50 targets x 10 seeds), for each of the
    50 targets: the DuckDB macro (`SELECT * FROM best_source(?)`, one call per target, on a
    read-only handle) against pandas filtering the in-memory frame to the target, then
@@ -48,9 +51,15 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 # --- 1. MLflow import ----------------------------------------------------------------------------
-def pandas_import(db: str) -> int:
+def pandas_import(db: str, parquet: Path | None = None) -> int:
     frames = []
-    for f in sorted(glob.glob(str(REFERENCE / "*.csv"))):
+    if parquet is not None:
+        df = pd.read_parquet(parquet, columns=USED)
+        df = df.astype(object).where(df.notna(), "").astype(str)
+        df = df[(df != "").any(axis=1)].copy()
+        df["file"] = str(parquet)
+        frames.append(df)
+    for f in ([] if parquet is not None else sorted(glob.glob(str(REFERENCE / "*.csv")))):
         df = pd.read_csv(f, usecols=USED, dtype=str, keep_default_na=False)
         df = df[(df != "").any(axis=1)].copy()
         df["file"] = f
@@ -87,9 +96,18 @@ def pandas_import(db: str) -> int:
     return len(out)
 
 
-def metadb_import(db: str) -> int:
-    results = outcomes.import_outcomes(db, str(REFERENCE / "*.csv"), "mlflow", "test_auc", "min:val_loss")
+def metadb_import(db: str, pattern: str = str(REFERENCE / "*.csv")) -> int:
+    results = outcomes.import_outcomes(db, pattern, "mlflow", "test_auc", "min:val_loss")
     return sum(r.rows for r in results)
+
+
+def write_grid_parquet(path: Path) -> None:
+    """The 12 exports' used columns, typed, as one Parquet file (as the juodelyte-2024 pack ships them)."""
+    import polars as pl
+
+    files = sorted(glob.glob(str(REFERENCE / "*.csv")))
+    pl.concat([pl.read_csv(f, columns=USED, infer_schema_length=None) for f in files],
+              how="vertical_relaxed").write_parquet(path)
 
 
 def same_selection(pandas_db: str, metadb_db: str) -> bool:
@@ -110,6 +128,20 @@ def bench_import(tmp: Path, repeat: int) -> None:
     print(f"import 12 MLflow exports ({n_md:,} runs kept; pandas {n_pd:,}), --select min:val_loss: "
           f"pandas {t_pd:.3f} s, metadb {t_md:.3f} s: ratio pandas/metadb {t_pd / t_md:.2f}x; "
           f"rows and selection identical: {same}")
+    grid = tmp / "runs.parquet"
+    write_grid_parquet(grid)
+    t_pq, n_pq = best_of(repeat, lambda: pandas_import(str(tmp / f"pq{next(counter)}.duckdb"), grid))
+    first_md = next(counter)
+    t_mq, n_mq = best_of(repeat, lambda: metadb_import(str(tmp / f"mq{next(counter)}.duckdb"), str(grid)))
+    selected = "SELECT run_id FROM outcomes WHERE is_selected ORDER BY run_id"
+    a, b = duckdb.connect(str(tmp / "pd0.duckdb"), read_only=True), duckdb.connect(str(tmp / f"mq{first_md + 1}.duckdb"), read_only=True)
+    try:
+        same = a.execute(selected).fetchall() == b.execute(selected).fetchall()
+    finally:
+        a.close()
+        b.close()
+    print(f"import the same grid as one Parquet file ({n_mq:,} runs; pandas {n_pq:,}): pandas {t_pq:.3f} s, "
+          f"metadb {t_mq:.3f} s: ratio pandas/metadb {t_pq / t_mq:.2f}x; same selected runs as from CSV: {same}")
 
 
 # --- 2. best-source -------------------------------------------------------------------------------

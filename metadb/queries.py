@@ -175,6 +175,11 @@ def _canonical(name: str) -> str:
     return catalog.get(name).name if name in catalog.catalog else name
 
 
+def _stored(con, name: str) -> bool:
+    """A dataset of that exact name is in the store (imported with --no-catalog-names, say)."""
+    return con.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0] > 0
+
+
 def run(con, name: str, **kwargs: Any) -> tuple[list[str], list[tuple]]:
     """Run a query by name; kwargs are its params (None = the declared default)."""
     q = get(name)
@@ -186,7 +191,7 @@ def run(con, name: str, **kwargs: Any) -> tuple[list[str], list[tuple]]:
         if p.required and kwargs.get(p.name) is None:
             raise MetadbError(f"query {q.name} needs --{p.name.replace('_', '-')} ({p.help})")
     for key in DATASET_PARAMS & kwargs.keys():
-        if isinstance(kwargs[key], str):
+        if isinstance(kwargs[key], str) and not _stored(con, kwargs[key]):  # a stored name means itself
             kwargs[key] = _canonical(kwargs[key])
     if q.run is not None:
         return q.run(con, **{k: v for k, v in kwargs.items() if v is not None})
@@ -197,7 +202,7 @@ def run(con, name: str, **kwargs: Any) -> tuple[list[str], list[tuple]]:
             args.append("?")
             values.append(v)
         elif v is not None:
-            args.append(f"{p.name} := ?")
+            args.append(f'"{p.name}" := ?')  # quoted: a parameter may be a keyword (best_source's `by`)
             values.append(v)
     rel = con.execute(f"SELECT * FROM {q.name}({', '.join(args)})", values)
     return [d[0] for d in rel.description], rel.fetchall()

@@ -1,8 +1,10 @@
 """Shared reads for transfer questions: observed outcomes per pair, relative gains, pair distances.
 
 Analyses and predictors all start from the same tables; these functions read them once, with
-the same conventions: the pair's ground truth is the mean of its selected outcome rows, and a
-target's default metric is the one it has most selected rows of.
+the same conventions: the pair's ground truth is the mean of its selected outcome rows (folds,
+seeds), never a mean across architectures: a pair measured with several architectures is refused
+unless one is named; and a target's default metric is the one it has most selected rows of. Which
+way is better comes from the store's metric directions (metadb.directions).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from metadb import directions
+from metadb.errors import MetadbError
+
 
 def outcome_metric(con, metric: str | None) -> str:
     if metric:
@@ -18,31 +23,55 @@ def outcome_metric(con, metric: str | None) -> str:
     row = con.execute("""SELECT metric FROM outcomes WHERE is_selected GROUP BY metric
                          ORDER BY count(*) DESC, metric LIMIT 1""").fetchone()
     if not row:
-        from metadb.errors import MetadbError
-
         raise MetadbError("the store holds no outcomes", "import some with `metadb outcomes import`")
     return row[0]
 
 
-def observed(con, metric: str) -> dict[tuple[str, str], float]:
-    """(source, target) -> mean selected outcome."""
-    rows = con.execute("""SELECT source, target, avg(value) FROM outcomes WHERE is_selected AND metric = ?
-                          GROUP BY source, target""", [metric]).fetchall()
+def higher_is_better(con, metric: str) -> bool:
+    """The metric's declared direction; an undeclared metric is a one-line error, never a guess."""
+    return directions.require(con, metric)
+
+
+def _selected_rows(con, metric: str, architecture: str | None, columns: str) -> list[tuple]:
+    """Selected rows of `metric` (of one architecture when given); refuses to pool architectures."""
+    where, params = "is_selected AND metric = ?", [metric]
+    if architecture is not None:
+        where += " AND architecture IS NOT DISTINCT FROM ?"
+        params.append(architecture)
+    else:
+        mixed = con.execute(f"""SELECT source, target, list(DISTINCT coalesce(architecture, '(none)') ORDER BY coalesce(architecture, '(none)'))
+                                FROM outcomes WHERE {where} GROUP BY source, target
+                                HAVING count(DISTINCT coalesce(architecture, '')) > 1 ORDER BY 1, 2 LIMIT 1""",
+                            params).fetchone()
+        if mixed:
+            raise MetadbError(f"{mixed[0]}->{mixed[1]} has {metric} outcomes for architectures "
+                              f"{', '.join(mixed[2])}; they are not averaged", "name one architecture")
+    return con.execute(f"SELECT {columns} FROM outcomes WHERE {where} GROUP BY ALL", params).fetchall()
+
+
+def observed(con, metric: str, architecture: str | None = None) -> dict[tuple[str, str], float]:
+    """(source, target) -> mean selected outcome over folds and seeds, for one architecture.
+
+    Several architectures for one pair: refused unless `architecture` names one (a mean across
+    architectures answers no question anyone asked).
+    """
+    rows = _selected_rows(con, metric, architecture, "source, target, avg(value)")
     return {(s, t): v for s, t, v in rows}
 
 
-def relative_gains(con, metric: str) -> dict[tuple[str, str], float]:
+def relative_gains(con, metric: str, architecture: str | None = None) -> dict[tuple[str, str], float]:
     """(source, target) -> mean over folds of the % gain over the target->target run of the same fold.
 
-    This is the score of "Cats, not CAT scans"; the self pair has gain 0 by construction.
+    This is the score of "Cats, not CAT scans"; the self pair has gain 0 by construction. For a
+    lower-is-better metric the gain is the relative decrease, so a positive gain is always better.
     """
-    rows = con.execute("""SELECT source, target, coalesce(fold, 0), avg(value) FROM outcomes
-                          WHERE is_selected AND metric = ? GROUP BY ALL""", [metric]).fetchall()
+    sign = 1.0 if higher_is_better(con, metric) else -1.0
+    rows = _selected_rows(con, metric, architecture, "source, target, coalesce(fold, 0), avg(value)")
     base = {(t, f): v for s, t, f, v in rows if s == t}
     gains: dict[tuple[str, str], list[float]] = defaultdict(list)
     for s, t, f, v in rows:
         if (t, f) in base:
-            gains[(s, t)].append((v - base[(t, f)]) / base[(t, f)] * 100.0)
+            gains[(s, t)].append(sign * (v - base[(t, f)]) / base[(t, f)] * 100.0)
     return {k: float(np.mean(v)) for k, v in gains.items()}
 
 
@@ -65,11 +94,19 @@ def scores(con, metric: str) -> dict[tuple[str, str], float]:
     return {(s, t): v for s, t, v in rows if v is not None}
 
 
-def ranking_quality(predicted: np.ndarray, truth: np.ndarray) -> tuple[float | None, bool, float]:
-    """Weighted Kendall tau (scipy defaults, as Juodelyte et al.), top-1 hit and regret."""
+def ranking_quality(predicted: np.ndarray, truth: np.ndarray,
+                    higher_is_better: bool = True) -> tuple[float | None, bool, float]:
+    """Weighted Kendall tau (scipy defaults, as Juodelyte et al.), top-1 hit and regret.
+
+    `predicted` is always "higher = predicted better"; `truth` is in the outcome's own units, so
+    for a lower-is-better outcome (loss, error) it is negated before ranking, and regret is how
+    much worse the picked source is than the best one, in the outcome's units (never negative).
+    Pass `higher_is_better=transfer.higher_is_better(con, metric)`.
+    """
     from scipy.stats import weightedtau
 
-    tau = weightedtau(predicted, truth)[0] if np.ptp(predicted) > 0 else float("nan")
+    good = np.asarray(truth, dtype=float) if higher_is_better else -np.asarray(truth, dtype=float)
+    tau = weightedtau(predicted, good)[0] if np.ptp(predicted) > 0 else float("nan")
     pick = int(np.argmax(predicted))
-    regret = float(truth.max() - truth[pick])
-    return (None if np.isnan(tau) else float(tau)), bool(truth[pick] == truth.max()), regret
+    regret = float(good.max() - good[pick])
+    return (None if np.isnan(tau) else float(tau)), bool(good[pick] == good.max()), regret

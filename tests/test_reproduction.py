@@ -76,8 +76,10 @@ def test_correlate_from_the_command_line(cats):
 @pytest.mark.parametrize("target", ["isic", "chest", "pcam-middle"])
 def test_cats_scans_imagenet_is_the_best_source_for_every_target(cats, target):
     cols, rows = api.query("best_source", cats, target=target)
-    assert cols == ["rank", "source", "evidence", "value", "std", "n", "metric"]
+    assert cols == ["rank", "source", "evidence", "value", "std", "n", "metric", "architecture", "setting",
+                    "features_known", "origin"]
     assert rows[0][:3] == (1, "imagenet", "outcome") and rows[0][5] == 5 and rows[0][6] == "auc"
+    assert rows[0][7:] == ("resnet50", None, None, "import:auc_folds_means_std.csv")
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
     assert target not in [r[1] for r in rows]
 
@@ -98,8 +100,9 @@ def test_duckdb_cli_runs_best_source_on_the_imported_store(cats):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == "rank,source,evidence,value,std,n,metric"
-    assert lines[1].startswith("1,imagenet,outcome,0.98673262835") and lines[1].endswith(",5,auc")
+    assert lines[0] == "rank,source,evidence,value,std,n,metric,architecture,setting,features_known,origin"
+    assert lines[1].startswith("1,imagenet,outcome,0.98673262835")
+    assert lines[1].endswith(",5,auc,resnet50,NULL,NULL,import:auc_folds_means_std.csv")
     assert len(lines) == 8
 
 

@@ -34,7 +34,7 @@ def metric_agreement(con, metric: str, outcome_metric: str | None = None):
             continue
         predicted = np.array([score[(s, target)] for s in sources])
         observed = np.array([truth[(s, target)] for s in sources])
-        tau, hit, regret = transfer.ranking_quality(predicted, observed)
+        tau, hit, regret = transfer.ranking_quality(predicted, observed, transfer.higher_is_better(con, outcome_metric))
         rows.append((target, len(sources), tau, float(hit), regret))
     if not rows:
         raise MetadbError(f"no target has both {metric} scores and {outcome_metric} outcomes for 2+ sources")

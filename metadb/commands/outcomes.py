@@ -11,7 +11,10 @@ from metadb.output import output_options, render
 
 
 def _echo(results) -> None:
-    """One line per file; with several files, a total line too."""
+    """The import's notes (names mapped, stubs, columns kept), then one line per file and a total line."""
+    for r in results:
+        for note in r.notes:
+            click.echo(note)
     for r in results:
         click.echo(r.summary())
     if len(results) > 1:
@@ -37,12 +40,22 @@ def outcomes() -> None:
 @click.option("--architecture", help="Architecture fine-tuned (e.g. resnet50).")
 @click.option("--pretraining", help="How the source model was pretrained (supervised, simclr, ...).")
 @click.option("--protocol", help="fine-tune (default) or linear-probe.")
+@click.option("--names", "names_file", type=click.Path(dir_okay=False),
+              help="CSV of name,dataset rows: what the names in the files mean (applied before catalog aliases).")
+@click.option("--no-catalog-names", is_flag=True,
+              help="Keep names as written: do not map catalog aliases (e.g. breast -> breastmnist).")
 @db_option
-def outcomes_import(pattern: str, fmt: str, metric, select, architecture, pretraining, protocol, db) -> None:
-    """Import outcomes from files matching PATTERN (quote globs): all files in one transaction, or none."""
+def outcomes_import(pattern: str, fmt: str, metric, select, architecture, pretraining, protocol, names_file,
+                    no_catalog_names: bool, db) -> None:
+    """Import outcomes from files matching PATTERN (quote globs): all files in one transaction, or none.
+
+    CSV, CSV.gz and Parquet files are read. Prints what it mapped (names), which datasets became
+    stubs and which columns it kept as hyperparameters, then one line per file.
+    """
     from metadb.outcomes import import_outcomes
 
-    _echo(import_outcomes(db, pattern, fmt, metric, select, architecture, protocol, pretraining))
+    _echo(import_outcomes(db, pattern, fmt, metric, select, architecture, protocol, pretraining,
+                          catalog_names=not no_catalog_names, names_file=names_file))
 
 
 @click.group()
