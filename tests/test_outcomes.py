@@ -102,6 +102,9 @@ def test_similarity_fallback_and_evidence(db, tmp_path):
     outcomes.import_outcomes(db, _csv(tmp_path, "o.csv", "source,target,value\nkimia,chest,0.9\n"), "long", metric="auc")
     rows = api.query("best_source", db, target="chest", measure="expert")[1]
     assert [(r[1], r[2]) for r in rows] == [("kimia", "outcome"), ("isic", "similarity:expert")]
+    # the distances' file is provenance, never a dataset: no stub is named after it
+    names = [r[0] for r in api.sql("SELECT name FROM datasets ORDER BY name", db)[1]]
+    assert names == ["chest", "isic", "kimia"]
 
 
 MLFLOW = "Run ID,Status,source_flag,target_flag,lr,batch_size,val_loss,val_auc,test_auc\n"

@@ -93,8 +93,10 @@ def insert_all(con, table: str, kind: str, fmt: str, pending: list[tuple[Path, s
             check(con, [(path, parsed) for path, _, parsed in pending])
         frames = [parsed.frame for _, _, parsed in pending if parsed.frame.height]
         dataset_names: set[str] = set()
+        # similarities' `source` is the file a distance came from, not a dataset
+        named = ("dataset_a", "dataset_b") if table == "similarities" else ("source", "target")
         for f in frames:
-            for c in ("source", "target", "dataset_a", "dataset_b"):
+            for c in named:
                 if c in f.columns:
                     dataset_names.update(f[c].unique().to_list())
         if frames:
