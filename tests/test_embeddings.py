@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import numpy as np
 import pyarrow.parquet as pq
@@ -81,9 +83,10 @@ def test_nan_features_stop_with_the_backbone_and_batch_and_leave_the_store_uncha
 def test_embed_cli_and_errors(runner, tex):
     r = runner.invoke(cli, ["embed", "tex", "--backbone", TINY, "--random-init", "--no-per-image", "--db", tex])
     assert r.exit_code == 0, r.output
-    assert r.output.startswith(f"tex: 21 images embedded with {TINY} on cpu in ")
+    assert re.match(rf"tex: 21 images embedded with {TINY}\.[0-9a-f]{{8}} on cpu \(fp32\) in ", r.output)
     assert api.sql("SELECT per_image_path, images_ok FROM embedding_runs", tex)[1] == [(None, 21)]
-    assert api.sql("SELECT name, weights_source, feature_dim FROM backbones", tex)[1] == [(TINY, "random-init", 1024)]
+    assert api.sql("SELECT arch, weights_source, feature_dim, device_class, precision FROM backbones", tex)[1] == [
+        (TINY, "random-init", 1024, "cpu", "fp32")]
     r = runner.invoke(cli, ["embed", "nope", "--backbone", TINY, "--random-init", "--db", tex])
     assert r.exit_code == 1 and r.output == "Error: dataset 'nope' is not ingested; ingest it first; ingested: tex\n"
     r = runner.invoke(cli, ["embed", "tex", "--backbone", TINY, "--device", "gpu0", "--db", tex])
