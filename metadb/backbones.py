@@ -130,7 +130,8 @@ def remap(state: dict[str, Any], model, source: str) -> dict[str, Any]:
         raise MetadbError(f"{source}: {len(src)} tensors for a model with {len(target)}, no key names in common "
                           f"(it has {_names(state)}); is it the right architecture?")
     raise MetadbError(f"{source} does not fit the model: missing {_names(missing)}"
-                      + (f"; unexpected {_names(unexpected)}" if unexpected else "") + "; is it the right architecture?")
+                      + (f"; unexpected {_names(unexpected)}" if unexpected else "")
+                      + "; is it the right architecture?")
 
 
 def fit_state(state: dict[str, Any], model, source: str, with_head: bool) -> tuple[dict[str, Any], tuple[str, ...]]:

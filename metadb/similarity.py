@@ -62,7 +62,8 @@ def feature_space(con, backbone: str, datasets: list[str] | None = None) -> tupl
     if len(ranked) > 1 and len(members[ranked[0]]) == len(members[ranked[1]]):
         tied = [i for i in ranked if len(members[i]) == len(members[ranked[0]])]
         spaces = "; ".join(f"{i} ({stored(con, i).describe()}: {', '.join(members[i]) or 'nothing'})" for i in tied)
-        raise MetadbError(f"backbone {backbone} names {len(tied)} feature spaces with {len(members[ranked[0]])} datasets each: {spaces}",
+        each = len(members[ranked[0]])
+        raise MetadbError(f"backbone {backbone} names {len(tied)} feature spaces with {each} datasets each: {spaces}",
                           "pass one of them in full as --backbone")
     chosen = ranked[0]
     names = members[chosen]
@@ -101,7 +102,8 @@ def compute(db: str | Path | None, measure: str, backbone: str | None = None, da
             backbone, names, notes = feature_space(con, backbone, datasets)
         else:
             backbone = ""
-            names = datasets or [r[0] for r in con.execute("SELECT dataset FROM meta_features_wide ORDER BY 1").fetchall()]
+            names = datasets or [r[0] for r in
+                                 con.execute("SELECT dataset FROM meta_features_wide ORDER BY 1").fetchall()]
         if len(names) < 2:
             raise MetadbError(f"{measure}: {len(names)} dataset(s) available with backbone {backbone!r}; need 2",
                               "embed more datasets first (metadb embed NAME --backbone ...)")
@@ -126,10 +128,10 @@ def compute(db: str | Path | None, measure: str, backbone: str | None = None, da
             for (a, b), v in fresh.items():
                 pair = {**m.params(), **wide, **details.get((a, b), {})}
                 shrunk |= bool(pair.get("shrunk"))
-                con.execute("DELETE FROM similarities WHERE measure = ? AND backbone = ? AND dataset_a = ? AND dataset_b = ?",
-                            [measure, backbone, a, b])
-                con.execute("""INSERT INTO similarities (dataset_a, dataset_b, measure, backbone, value, measure_version,
-                                                          params, inputs_fingerprint, source, computed_at, origin)
+                con.execute("DELETE FROM similarities WHERE measure = ? AND backbone = ? AND dataset_a = ? "
+                            "AND dataset_b = ?", [measure, backbone, a, b])
+                con.execute("""INSERT INTO similarities (dataset_a, dataset_b, measure, backbone, value,
+                                      measure_version, params, inputs_fingerprint, source, computed_at, origin)
                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'computed', ?, 'computed')""",
                             [a, b, measure, backbone, v, version, json.dumps(pair, default=str), fp[(a, b)], now])
         values = {**cached, **fresh}

@@ -83,7 +83,8 @@ def test_errors_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(MetadbError, match=r"bad.pth: not a loadable torch checkpoint"):
         create_backbone("lcnet_050", weights=tmp_path / "bad.pth")
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "r18.pth")
-    with pytest.raises(MetadbError, match=r"r18.pth: \d+ tensors for a model with \d+"):
+    with pytest.raises(MetadbError, match=r"r18.pth does not fit the model: missing blocks.0.0.bn1.bias, .* \(\+\d+ "
+                                          r"more\); unexpected conv1.weight, fc.bias, fc.weight \(\+\d+ more\); is it"):
         create_backbone("lcnet_050", weights=tmp_path / "r18.pth")
     with pytest.raises(MetadbError, match="unknown backbone 'resnet_nope'"):
         create_backbone("resnet_nope", random_init=True)
