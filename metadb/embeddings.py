@@ -4,7 +4,11 @@ Images stream from the dataset's own loader (re-opened from what the store recor
 DataLoader (decoding in worker processes, pinned memory, channels_last and autocast on GPU) into
 the model. Each batch adds to per-class float64 sums and sums of outer products, which merge
 exactly; the finaliser turns them into mean and eigendecomposed covariance. Per-image vectors
-stream into Parquet. The store is written in one transaction at the end.
+stream into Parquet (`<store>.embeddings/<dataset>.<identity>.<run>.parquet`). The store is
+written in one transaction at the end.
+
+Everything is keyed by the backbone *identity* (`metadb.backbones.Identity`: weights, preprocessing,
+device class, precision), so two embeddings are compared only when they share a feature space.
 """
 
 from __future__ import annotations
@@ -29,20 +33,26 @@ from metadb.loaders import create_loader
 @dataclass
 class EmbedResult:
     dataset: str
-    backbone: str
+    backbone: str  # the identity, arch.tag
     device: str
     images_ok: int
     images_failed: int
     seconds: float
     per_image_path: str | None
     status: str = "embedded"
+    precision: str = "fp32"
+    notes: tuple[str, ...] = ()  # e.g. a checkpoint's classifier head that was ignored
 
     def summary(self) -> str:
+        """One line, preceded by any notes on how the weights were loaded."""
+        lines = list(self.notes)
         if self.status == "up-to-date":
-            return f"{self.dataset}: {self.backbone} embeddings up to date; nothing to do (--force recomputes)"
-        failed = f", {self.images_failed} unreadable skipped" if self.images_failed else ""
-        return (f"{self.dataset}: {self.images_ok} images embedded with {self.backbone} on {self.device} "
-                f"in {self.seconds:.1f} s{failed}")
+            lines.append(f"{self.dataset}: {self.backbone} embeddings up to date; nothing to do (--force recomputes)")
+        else:
+            failed = f", {self.images_failed} unreadable skipped" if self.images_failed else ""
+            lines.append(f"{self.dataset}: {self.images_ok} images embedded with {self.backbone} on {self.device} "
+                         f"({self.precision}) in {self.seconds:.1f} s{failed}")
+        return "\n".join(lines)
 
 
 class GaussianAccumulator:
@@ -151,22 +161,26 @@ def loader_for(con, dataset: str):
 def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Path | None = None,
           device: str | None = None, per_image: bool = True, batch_size: int | None = None,
           random_init: bool = False, progress: bool | None = None, workers: int | None = None,
-          force: bool = False) -> EmbedResult:
-    """Embed one ingested dataset; the store changes only when every batch has gone through."""
-    import torch
-    from tqdm import tqdm
+          force: bool = False, precision: str | None = None) -> EmbedResult:
+    """Embed one ingested dataset; the store changes only when every batch has gone through.
 
-    from metadb.backbones import create_backbone, pick_device, record
+    `precision` is fp32 or amp (bfloat16 autocast; the default on CUDA); it is part of the identity.
+    """
+    import torch
+
+    from metadb.backbones import create_backbone, identity, pick_device, pick_precision
 
     dev = pick_device(device)
+    prec = pick_precision(precision, dev)
     b = create_backbone(backbone, weights, random_init)
+    ident = identity(b, dev, prec)
     db_path = Path(db) if db is not None else store.default_path()
     con = store.connect(db_path)
     try:
         loader = loader_for(con, dataset)
         fingerprint = con.execute("SELECT fingerprint FROM datasets WHERE name = ?", [dataset]).fetchone()[0]
-        if not force and _up_to_date(con, dataset, b, fingerprint, per_image):
-            return EmbedResult(dataset, backbone, dev, 0, 0, 0.0, None, "up-to-date")
+        if not force and _up_to_date(con, dataset, ident, fingerprint, per_image):
+            return EmbedResult(dataset, ident.name, dev, 0, 0, 0.0, None, "up-to-date", prec, b.notes)
         model = b.model.to(dev)
         cuda = dev.startswith("cuda")
         if cuda:
@@ -177,9 +191,9 @@ def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Pat
                                            collate_fn=_collate, pin_memory=cuda)
         run_id = uuid.uuid4().hex[:12]
         out_dir = Path(f"{db_path}.embeddings")
-        final = out_dir / f"{dataset}.{backbone}.{run_id}.parquet"
+        final = out_dir / f"{dataset}.{ident.name}.{run_id}.parquet"
         t0 = time.perf_counter()
-        acc, n_ok, failed, tmp = _stream(data, model, dev, cuda, b, dataset, per_image, out_dir, run_id, progress)
+        acc, n_ok, failed, tmp = _stream(data, model, dev, prec, b, dataset, per_image, out_dir, run_id, progress)
         if n_ok < 2:
             raise MetadbError(f"{dataset}: only {n_ok} images could be embedded; need at least 2")
         seconds = time.perf_counter() - t0
@@ -187,17 +201,18 @@ def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Pat
             tmp.rename(final)
         try:
             with store.transaction(con):
-                _write(con, b, dataset, acc, run_id, dev, batch_size, n_ok, failed, final if tmp else None, seconds,
+                _write(con, ident, dataset, acc, run_id, dev, batch_size, n_ok, failed, final if tmp else None, seconds,
                        fingerprint)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
-        return EmbedResult(dataset, backbone, dev, n_ok, failed, seconds, str(final) if tmp else None)
+        return EmbedResult(dataset, ident.name, dev, n_ok, failed, seconds, str(final) if tmp else None, "embedded",
+                           prec, b.notes)
     finally:
         con.close()
 
 
-def _stream(data, model, dev, cuda, b, dataset, per_image, out_dir, run_id, progress):
+def _stream(data, model, dev, precision, b, dataset, per_image, out_dir, run_id, progress):
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
@@ -220,10 +235,9 @@ def _stream(data, model, dev, cuda, b, dataset, per_image, out_dir, run_id, prog
                 if x is None:
                     continue
                 x = x.to(dev, non_blocking=True)
-                if cuda:
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        f = model(x.to(memory_format=torch.channels_last))
-                else:
+                if dev.startswith("cuda"):
+                    x = x.to(memory_format=torch.channels_last)
+                with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=precision == "amp"):
                     f = model(x)
                 f = f.float().cpu().numpy()
                 if not np.isfinite(f).all():
@@ -248,32 +262,39 @@ def _stream(data, model, dev, cuda, b, dataset, per_image, out_dir, run_id, prog
     return acc, n_ok, failed, tmp
 
 
-def _up_to_date(con, dataset: str, b, fingerprint: str, per_image: bool) -> bool:
-    """Same data, same weights (and per-image vectors when asked for): nothing to recompute."""
+def _up_to_date(con, dataset: str, ident, fingerprint: str, per_image: bool) -> bool:
+    """Same data in the same feature space (and per-image vectors when asked for): nothing to recompute.
+
+    Random-init runs are always recomputed: that is what asking for them again usually means.
+    """
     row = con.execute("SELECT params, per_image_path FROM embedding_runs WHERE dataset = ? AND backbone = ?",
-                      [dataset, b.name]).fetchone()
-    if not row or b.weights_source == "random-init":
+                      [dataset, ident.name]).fetchone()
+    if not row or ident.weights_source == "random-init":
         return False
     params = json.loads(row[0])
-    return (params.get("fingerprint") == fingerprint and params.get("weights_sha256") == b.weights_sha256
+    return (params.get("fingerprint") == fingerprint
             and (not per_image or (row[1] is not None and Path(row[1]).exists())))
 
 
-def _write(con, b, dataset, acc, run_id, dev, batch_size, n_ok, failed, path, seconds, fingerprint) -> None:
+def _write(con, ident, dataset, acc, run_id, dev, batch_size, n_ok, failed, path, seconds, fingerprint) -> None:
+    """Replace the dataset's embedding in this identity (other identities of the arch are kept)."""
     from metadb.backbones import record
 
-    record(con, b)
+    record(con, ident)
     old = [r[0] for r in con.execute("SELECT per_image_path FROM embedding_runs WHERE dataset = ? AND backbone = ?",
-                                     [dataset, b.name]).fetchall() if r[0]]
-    con.execute("DELETE FROM embedding_stats WHERE dataset = ? AND backbone = ?", [dataset, b.name])
-    con.execute("DELETE FROM embedding_runs WHERE dataset = ? AND backbone = ?", [dataset, b.name])
+                                     [dataset, ident.name]).fetchall() if r[0]]
+    con.execute("DELETE FROM embedding_stats WHERE dataset = ? AND backbone = ?", [dataset, ident.name])
+    con.execute("DELETE FROM embedding_runs WHERE dataset = ? AND backbone = ?", [dataset, ident.name])
     for label, n, mean, vals, vecs in acc.finalize():
         con.execute("INSERT INTO embedding_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-                    [dataset, label, b.name, n, b.feature_dim, npy(mean), npy(vals), npy(vecs), float(vals.sum()), run_id])
-    params = {"batch_size": batch_size, "weights": b.weights_source, "weights_sha256": b.weights_sha256,
-              "preprocessing": b.preprocessing, "fingerprint": fingerprint}
+                    [dataset, label, ident.name, n, ident.feature_dim, npy(mean), npy(vals), npy(vecs),
+                     float(vals.sum()), run_id])
+    params = {"batch_size": batch_size, "weights": ident.weights_source, "weights_sha256": ident.weights_sha256,
+              "preprocessing": json.loads(ident.preprocessing), "precision": ident.precision,
+              "fingerprint": fingerprint}
     con.execute("INSERT INTO embedding_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-                [run_id, dataset, b.name, dev, json.dumps(params), n_ok, failed, str(path) if path else None, seconds])
+                [run_id, dataset, ident.name, dev, json.dumps(params), n_ok, failed, str(path) if path else None,
+                 seconds])
     for p in old:  # superseded per-image files; only after the new rows are in place
         Path(p).unlink(missing_ok=True)
 
@@ -290,6 +311,10 @@ class Stats:
 
 
 def load_stats(con, backbone: str, per_class: bool = False, datasets: list[str] | None = None) -> list[Stats]:
+    """Stored statistics in one feature space: `backbone` is an identity (or an arch that has only one)."""
+    from metadb.backbones import resolve
+
+    backbone = resolve(con, backbone)
     sql = "SELECT dataset, label, n, mean, eigvals, eigvecs, run_id FROM embedding_stats WHERE backbone = ?"
     sql += "" if per_class else " AND label = ''"
     rows = con.execute(sql + " ORDER BY dataset, label", [backbone]).fetchall()
@@ -298,9 +323,15 @@ def load_stats(con, backbone: str, per_class: bool = False, datasets: list[str] 
 
 
 def per_image(con, dataset: str, backbone: str) -> tuple[np.ndarray, list[str]]:
-    """The stored per-image embeddings of one dataset (N x D float32) and their labels."""
+    """The stored per-image embeddings of one dataset (N x D float32) and their labels.
+
+    `backbone` is an identity (or an architecture name that has only one identity in the store).
+    """
     import pyarrow.parquet as pq
 
+    from metadb.backbones import resolve
+
+    backbone = resolve(con, backbone)
     row = con.execute("SELECT per_image_path FROM embedding_runs WHERE dataset = ? AND backbone = ?",
                       [dataset, backbone]).fetchone()
     if not row or not row[0]:

@@ -83,7 +83,8 @@ def test_errors_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(MetadbError, match=r"bad.pth: not a loadable torch checkpoint"):
         create_backbone("lcnet_050", weights=tmp_path / "bad.pth")
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "r18.pth")
-    with pytest.raises(MetadbError, match=r"r18.pth: \d+ tensors for a model with \d+"):
+    with pytest.raises(MetadbError, match=r"r18.pth does not fit the model: missing blocks.0.0.bn1.bias, .* \(\+\d+ "
+                                          r"more\); unexpected conv1.weight, fc.bias, fc.weight \(\+\d+ more\); is it"):
         create_backbone("lcnet_050", weights=tmp_path / "r18.pth")
     with pytest.raises(MetadbError, match="unknown backbone 'resnet_nope'"):
         create_backbone("resnet_nope", random_init=True)
@@ -117,3 +118,56 @@ def test_weights_from_the_hugging_face_cache_without_the_hub(tmp_path, monkeypat
     x = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.allclose(b.model(x), src.eval()(x))
+
+
+def test_a_checkpoint_whose_only_difference_is_the_classifier_head_loads_for_embedding(tmp_path):
+    src = timm.create_model("lcnet_050", num_classes=3).eval()  # fine-tuned on 3 classes
+    torch.save({"state_dict": src.state_dict()}, tmp_path / "rad.pth")
+    b = create_backbone("lcnet_050", weights=tmp_path / "rad.pth")
+    assert b.notes == (f"{tmp_path / 'rad.pth'}: ignored its classifier head (classifier.bias (3,), classifier.weight (3, 1280); "
+                       "the model's is (1000,)): embeddings use the pooled features before it",)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(b.model(x), src.forward_head(src.forward_features(x), pre_logits=True), atol=1e-6)
+    headless = {k: v for k, v in src.state_dict().items() if not k.startswith("classifier.")}
+    torch.save(headless, tmp_path / "headless.pth")
+    assert create_backbone("lcnet_050", weights=tmp_path / "headless.pth").notes == ()
+    with pytest.raises(MetadbError, match=r"rad.pth: tensor classifier.bias is \(3,\) where the model has \(1000,\) \(and 1 "
+                                          r"more: classifier.weight\); the classifier head differs, which only embedding"):
+        create_backbone("lcnet_050", weights=tmp_path / "rad.pth", with_head=True)  # a scoring model needs its head
+
+
+def test_other_mismatches_are_one_line_errors_naming_the_tensors(tmp_path):
+    state = timm.create_model("resnet18").state_dict()
+    torch.save({**state, "conv1.weight": torch.zeros(64, 1, 7, 7)}, tmp_path / "gray.pth")
+    with pytest.raises(MetadbError, match=r"gray.pth: tensor conv1.weight is \(64, 1, 7, 7\) where the model has "
+                                          r"\(64, 3, 7, 7\); is it the right architecture\?$"):
+        create_backbone("resnet18", weights=tmp_path / "gray.pth")
+    torch.save({k: v for k, v in state.items() if not k.startswith("layer4.1.")}, tmp_path / "short.pth")
+    with pytest.raises(MetadbError, match=r"short.pth does not fit the model: missing layer4.1.bn1.bias, "
+                                          r"layer4.1.bn1.num_batches_tracked, layer4.1.bn1.running_mean \(\+\d+ more\)"):
+        create_backbone("resnet18", weights=tmp_path / "short.pth")
+
+
+def test_an_unavailable_device_is_a_one_line_error(runner):
+    from metadb.cli import cli
+
+    if not torch.backends.mps.is_available():
+        with pytest.raises(MetadbError, match=r"--device mps: no Apple MPS device on this machine; use --device cpu"):
+            pick_device("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(MetadbError, match=r"--device cuda:1: no CUDA device on this machine"):
+            pick_device("cuda:1")
+    with pytest.raises(MetadbError, match=r"--device 'cpu:0'"):
+        pick_device("cpu:0")
+    r = runner.invoke(cli, ["embed", "x", "--backbone", "lcnet_050", "--random-init", "--device", "mps", "--db",
+                            "/nonexistent/s.duckdb"])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "--device mps: no Apple MPS device" in r.output
+
+
+def test_random_init_is_one_reproducible_feature_space():
+    a, b = create_backbone("lcnet_050", random_init=True), create_backbone("lcnet_050", random_init=True)
+    assert a.weights_sha256 == b.weights_sha256 and len(a.weights_sha256) == 64
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.equal(a.model(x), b.model(x))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import linalg
+from scipy.spatial.distance import pdist
 
 from metadb.measures import measures
 from metadb.measures.gaussian import factor, oas_shrinkage, wasserstein2
@@ -83,3 +86,134 @@ def test_every_measure_is_registered_with_a_docstring():
     assert set(measures.names()) >= {"frechet", "mmd", "otdd", "task2vec", "meta"}
     for e in measures.entries():
         assert e.summary and e.version
+
+
+# --- stored vectors of real images: scikit-learn's digits, each image's 64 pixels as its embedding ---
+
+def store_vectors(db: str, sets: dict[str, tuple[np.ndarray, list[str]]]) -> str:
+    """Store each dataset's vectors as an embedding run through metadb's own writer; returns the identity."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from metadb import store
+    from metadb.backbones import Identity
+    from metadb.embeddings import GaussianAccumulator, _write
+
+    dim = next(iter(sets.values()))[0].shape[1]
+    ident = Identity("pixels", "none", "none", json.dumps({}), "cpu", "fp32", dim)
+    con = store.connect(db)
+    try:
+        with store.transaction(con):
+            for name, (x, labels) in sets.items():
+                acc = GaussianAccumulator(dim)
+                for label in sorted(set(labels)):
+                    acc.add(label, x[np.array(labels) == label].astype(np.float64))
+                path = f"{db}.{name}.parquet"
+                pq.write_table(pa.table({"image_id": [str(i) for i in range(len(x))], "label": labels,
+                                         "embedding": pa.FixedSizeListArray.from_arrays(
+                                             x.astype(np.float32).ravel(), dim)}), path)
+                _write(con, ident, name, acc, f"run-{name}", "cpu", 0, len(x), 0, path, 0.0, name)
+    finally:
+        con.close()
+    return ident.name
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.data, [str(t) for t in d.target]
+
+
+def test_mmd_grows_with_separation_one_bandwidth_per_matrix(digits, tmp_path):
+    """Shifted copies of one real sample: with a bandwidth per pair, MMD^2 of the farthest copy fell below a nearer one."""
+    from metadb import api
+    from metadb.similarity import compute
+
+    x, labels = digits[0][:200], digits[1][:200]
+    scale = np.median(np.linalg.norm(x[:, None] - x[None], axis=-1))
+    shifts = [0.25, 0.5, 1, 2, 4, 8]
+    db = str(tmp_path / "s.duckdb")
+    ident = store_vectors(db, {"base": (x, labels), **{f"shift{k}": (x + t * scale / 8, labels)
+                                                        for k, t in enumerate(shifts)}})  # along (1, ..., 1)/8
+    rows = compute(db, "mmd", ident).rows
+    d = {(a, b): v for a, b, v, _ in rows}
+    from_base = [d[("base", f"shift{k}")] for k in range(len(shifts))]
+    assert all(u < v for u, v in zip(from_base, from_base[1:])), from_base
+    params = [json.loads(p) for (p,) in api.sql("SELECT params FROM similarities WHERE measure = 'mmd'", db)[1]]
+    assert len({p["bandwidth"] for p in params}) == 1 and len(params) == 28
+    assert params[0]["bandwidth_from"] == ["base"] + [f"shift{k}" for k in range(6)]
+    pooled = np.vstack([x] + [x + t * scale / 8 for t in shifts])
+    assert params[0]["bandwidth"] == pytest.approx(np.median(pdist(pooled)))  # 1,400 points: all of them
+
+
+def test_shrinkage_is_recorded_per_pair_a_choice_and_announced_when_it_decides_the_nearest(digits, tmp_path, runner):
+    """30 zeros (n < D = 64) are nearer 30 nines with OAS shrinkage but nearer 150 sixes without it."""
+    from metadb import api
+    from metadb.cli import cli
+    from metadb.similarity import compute
+
+    x, y = digits[0], np.array(digits[1])
+    db = str(tmp_path / "s.duckdb")
+    ident = store_vectors(db, {"zeros": (x[y == "0"][:30], ["0"] * 30), "sixes": (x[y == "6"][:150], ["6"] * 150),
+                               "nines": (x[y == "9"][:30], ["9"] * 30)})
+    oas = compute(db, "frechet", ident)
+    assert oas.notes == ["OAS shrinkage (applied where a dataset or class has fewer images than feature dimensions) "
+                         "decided the order: nearest to zeros is nines with it, sixes without; --shrinkage none "
+                         "compares without it"]
+    params = dict(api.sql("SELECT dataset_a || '-' || dataset_b, params FROM similarities", db)[1])
+    zs = json.loads(params["sixes-zeros"])
+    assert zs["shrinkage"] == "oas" and zs["shrunk"] and zs["n"] == {"sixes": 150, "zeros": 30} and zs["dim"] == 64
+    assert zs["alpha"]["sixes"] == 0.0 and 0 < zs["alpha"]["zeros"] < 1
+    none = compute(db, "frechet", ident, shrinkage="none")
+    assert none.notes == [] and {r[3] for r in none.rows} == {"computed"}  # another choice, other cached values
+    assert json.loads(api.sql("SELECT params FROM similarities WHERE dataset_a = 'sixes' AND dataset_b = 'zeros'",
+                              db)[1][0][0])["alpha"] == {"sixes": 0.0, "zeros": 0.0}
+    r = runner.invoke(cli, ["similarity", "--measure", "mmd", "--backbone", ident, "--shrinkage", "oas", "--db", db])
+    assert r.exit_code == 1 and r.output == ("Error: measure mmd applies no covariance shrinkage; --shrinkage is for "
+                                             "frechet, mixture-w2\n")
+    r = runner.invoke(cli, ["similarity", "--measure", "mixture-w2", "--backbone", ident, "--shrinkage", "none",
+                            "--csv", "--db", db])
+    assert r.exit_code == 0 and r.output.startswith("dataset_a,dataset_b,distance,status\n")
+
+
+def test_mixture_w2_closed_forms():
+    """One component each: W2^2 of the two Gaussians. Point masses: W2^2 of the discrete measures."""
+    from scipy.optimize import linear_sum_assignment
+
+    from metadb.measures.mixture_w2 import mixture_w2
+
+    rng = np.random.default_rng(3)
+    m1, m2, s1, s2 = rng.normal(size=6), rng.normal(size=6), _psd(rng, 6), _psd(rng, 6)
+    w2 = _fid_sqrtm(m1, s1, m2, s2)
+    assert mixture_w2(np.array([4.0]), np.array([9.0]), np.array([[w2]])) == pytest.approx(w2)
+    a, b = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
+    cost = ((a[:, None] - b[None]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)
+    assert mixture_w2(np.ones(5), np.ones(5), cost) == pytest.approx(cost[rows, cols].mean())
+    assert mixture_w2(np.array([1.0, 0.0]), np.array([0.25, 0.75]), np.array([[0.0, 1.0], [1.0, 0.0]])) == \
+        pytest.approx(0.75)
+
+
+def test_mixture_w2_on_stored_classes_is_the_ot_of_class_gaussians(digits, tmp_path):
+    from metadb import store
+    from metadb.measures import create_measure
+
+    x, y = digits[0], np.array(digits[1])
+    pick = lambda *ds: (np.vstack([x[y == d][:90] for d in ds]), [d for d in ds for _ in range(90)])
+    db = str(tmp_path / "s.duckdb")
+    ident = store_vectors(db, {"a": pick("0", "1"), "b": pick("1", "0"), "c": pick("0", "7")})
+    con = store.connect(db)
+    try:
+        m = create_measure("mixture-w2")
+        d = m.pairwise(con, [("a", "b"), ("a", "c"), ("a", "a")], ident)
+    finally:
+        con.close()
+    assert d[("a", "b")] == pytest.approx(0.0, abs=1e-6) and d[("a", "a")] == 0.0
+    ones, sevens = x[y == "1"][:90], x[y == "7"][:90]  # a -> c moves the ones' half onto the sevens
+    assert d[("a", "c")] == pytest.approx(0.5 * _fid_sqrtm(ones.mean(0), np.cov(ones, rowvar=False),
+                                                          sevens.mean(0), np.cov(sevens, rowvar=False)), rel=1e-6)
+    assert m.details_[("a", "c")] == {"shrunk": False, "alpha": {"a": {}, "c": {}}}  # 90 > 64: no shrinkage

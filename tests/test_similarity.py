@@ -13,6 +13,7 @@ from metadb.measures import measures
 from metadb.similarity import compute
 
 TINY = "mobilenetv3_small_050"
+SMALL = "test_efficientnet"  # timm's 256-d test network: a fast feature space of its own
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,42 @@ def test_similar_query_matrix_and_plot(three, runner, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = runner.invoke(cli, ["similarity", "--measure", "frechet", "--db", three])
     assert r.exit_code == 1 and "measure frechet needs --backbone" in r.output
+
+
+def test_embeddings_with_other_weights_are_never_compared_and_the_skip_is_said(tmp_path, runner):
+    """`embed chest --weights rad.pth` then `embed isic` (same arch): two feature spaces, not one."""
+    import timm
+    import torch
+
+    db = str(tmp_path / "s.duckdb")
+    sets = {"chest": {"cell": "cell"}, "isic": {"brick": "brick"}, "pcam": {"ihc": "immunohistochemistry"}}
+    for name, classes in sets.items():
+        api.ingest(db, path=write_imagefolder(tmp_path / name, classes, size=32, n=4), name=name, workers=1)
+    rad = timm.create_model(SMALL, num_classes=2)  # another network's weights, with its own 2-class head
+    torch.save(rad.state_dict(), tmp_path / "rad.pth")
+    first = embed(db, "chest", SMALL, weights=tmp_path / "rad.pth", workers=0)
+    assert first.notes and "ignored its classifier head" in first.notes[0]
+    plain = [embed(db, d, SMALL, random_init=True, workers=0).backbone for d in ("isic", "pcam")]
+    assert plain[0] == plain[1] != first.backbone and first.backbone.startswith(f"{SMALL}.")
+    r = runner.invoke(cli, ["similarity", "--measure", "frechet", "--backbone", SMALL, "--csv", "--db", db])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == (f"compared 2 datasets embedded as {plain[0]} (random-init, cpu fp32); skipped chest (embedded "
+                        f"only as {first.backbone}: other weights (file rad.pth)); pass --backbone {first.backbone} "
+                        f"to compare those\n")
+    assert {tuple(line.split(",")[:2]) for line in r.stdout.splitlines()[1:]} == {
+        ("isic", "isic"), ("isic", "pcam"), ("pcam", "pcam")}
+    assert api.sql("SELECT DISTINCT backbone FROM similarities", db)[1] == [(plain[0],)]
+    embed(db, "chest", SMALL, random_init=True, workers=0)  # now chest is in both spaces
+    rows = compute(db, "frechet", SMALL).rows
+    assert {(a, b) for a, b, *_ in rows if a != b} == {("chest", "isic"), ("chest", "pcam"), ("isic", "pcam")}
+    embed(db, "isic", SMALL, weights=tmp_path / "rad.pth", workers=0)
+    rad_space = compute(db, "frechet", first.backbone)  # the full identity picks the other space
+    assert {(a, b) for a, b, *_ in rad_space.rows if a != b} == {("chest", "isic")}
+    assert rad_space.notes == [f"compared 2 datasets embedded as {first.backbone} (file rad.pth, cpu fp32); skipped "
+                               f"pcam (embedded only as {plain[0]}: other weights (random-init)); pass --backbone "
+                               f"{plain[0]} to compare those"]
+    embed(db, "pcam", SMALL, weights=tmp_path / "rad.pth", workers=0)  # 3 datasets in each space: ambiguous
+    r = runner.invoke(cli, ["similarity", "--measure", "frechet", "--backbone", SMALL, "--db", db])
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert r.output.startswith(f"Error: backbone {SMALL} names 2 feature spaces with 3 datasets each: ")
+    assert r.output.endswith("pass one of them in full as --backbone\n")

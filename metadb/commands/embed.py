@@ -22,14 +22,21 @@ def backbone_options(fn):
 @click.option("--per-image/--no-per-image", default=True, show_default=True,
               help="Also write every image's embedding to Parquet beside the store.")
 @click.option("--batch-size", type=int, help="Images per forward pass (default 32 on CPU, 128 on GPU).")
+@click.option("--precision", type=click.Choice(["fp32", "amp"]),
+              help="fp32, or amp (bfloat16 autocast); default amp on CUDA, fp32 elsewhere. Part of the identity.")
 @click.option("--force", is_flag=True, help="Recompute even when data and weights are unchanged.")
 @db_option
-def embed(dataset: str, backbone: str, weights, device, random_init: bool, per_image: bool, batch_size, force: bool,
-          db) -> None:
-    """Embed an ingested dataset: per-class mean and covariance, and per-image vectors."""
+def embed(dataset: str, backbone: str, weights, device, random_init: bool, per_image: bool, batch_size, precision,
+          force: bool, db) -> None:
+    """Embed an ingested dataset: per-class mean and covariance, and per-image vectors.
+
+    The embedding is stored under a backbone identity (arch.tag: weights, preprocessing, device
+    class, precision); only embeddings of one identity are ever compared.
+    """
     from metadb.embeddings import embed as run
 
-    click.echo(run(db, dataset, backbone, weights, device, per_image, batch_size, random_init, force=force).summary())
+    click.echo(run(db, dataset, backbone, weights, device, per_image, batch_size, random_init, force=force,
+                   precision=precision).summary())
 
 
 COMMANDS = [embed]

@@ -9,15 +9,18 @@ from metadb.output import output_options, render
 
 
 @click.group(invoke_without_command=True)
-@click.option("--measure", help="frechet, mmd, otdd, task2vec or meta (see `metadb similarity --list`).")
-@click.option("--backbone", help="Backbone whose embeddings are compared (not needed for meta).")
+@click.option("--measure", help="frechet, mmd, mixture-w2, otdd, task2vec or meta (see `metadb similarity --list`).")
+@click.option("--backbone", help="Backbone whose embeddings are compared: an identity (resnet50.3fa9c1d2) or an "
+                                 "architecture name, meaning the identity most datasets share (not needed for meta).")
+@click.option("--shrinkage", type=click.Choice(["oas", "none"]),
+              help="Covariance shrinkage when n < D, for frechet and mixture-w2 (default oas).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write a clustered heatmap PNG here.")
 @click.option("--force", is_flag=True, help="Recompute even cached pairs.")
 @click.option("--list", "list_measures", is_flag=True, help="List the registered measures.")
 @db_option
 @output_options
 @click.pass_context
-def similarity(ctx, measure, backbone, plot, force, list_measures, db, fmt) -> None:
+def similarity(ctx, measure, backbone, shrinkage, plot, force, list_measures, db, fmt) -> None:
     """Distances between every pair of datasets (lower = more alike); cached until inputs change."""
     if ctx.invoked_subcommand:
         return
@@ -30,10 +33,12 @@ def similarity(ctx, measure, backbone, plot, force, list_measures, db, fmt) -> N
         raise click.UsageError("give --measure (or --list)")
     from metadb.similarity import compute, plot as draw
 
-    cols, rows = compute(db, measure, backbone, force=force)
-    render(cols, rows, fmt=fmt)
+    result = compute(db, measure, backbone, force=force, shrinkage=shrinkage)
+    for note in result.notes:
+        click.echo(note, err=True)
+    render(result.columns, result.rows, fmt=fmt)
     if plot:
-        draw(rows, plot, f"{measure}" + (f" ({backbone})" if backbone else ""))
+        draw(result.rows, plot, f"{measure}" + (f" ({result.backbone})" if result.backbone else ""))
         click.echo(f"heatmap written to {plot}", err=True)
 
 

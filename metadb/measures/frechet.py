@@ -5,18 +5,22 @@ from __future__ import annotations
 from metadb.embeddings import load_stats
 from metadb.errors import MetadbError
 from metadb.measures import Measure, register_measure
-from metadb.measures.gaussian import factor, wasserstein2
+from metadb.measures.gaussian import applied_shrinkage, factor, shrinkage_choice, wasserstein2
 
 
 @register_measure
 class Frechet(Measure):
-    """||m1 - m2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1^1/2 S2 S1^1/2), with OAS shrinkage when n < D."""
+    """||m1 - m2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1^1/2 S2 S1^1/2), with OAS shrinkage when n < D (or none)."""
 
     name = "frechet"
     version = "1"
+    shrinks = True
+
+    def params(self):
+        return {"shrinkage": "oas", **self._params}
 
     def pairwise(self, con, pairs, backbone):
-        shrink = self._params.get("shrinkage", True)
+        shrink = shrinkage_choice(self.params()["shrinkage"])
         wanted = sorted({d for p in pairs for d in p})
         stats = {s.dataset: s for s in load_stats(con, backbone, datasets=wanted)}
         missing = [d for d in wanted if d not in stats]
@@ -24,4 +28,8 @@ class Frechet(Measure):
             raise MetadbError(f"no {backbone} embeddings of {', '.join(missing)}",
                               f"run `metadb embed {missing[0]} --backbone {backbone}`")
         f = {d: (s.mean, *factor(s.eigvals, s.eigvecs, s.n, shrink)) for d, s in stats.items()}
+        alpha = {d: applied_shrinkage(s.eigvals, s.n, len(s.mean), shrink) for d, s in stats.items()}
+        for a, b in pairs:
+            self.details_[(a, b)] = {"shrunk": alpha[a] > 0 or alpha[b] > 0, "alpha": {a: alpha[a], b: alpha[b]},
+                                     "n": {a: stats[a].n, b: stats[b].n}, "dim": len(stats[a].mean)}
         return {(a, b): 0.0 if a == b else wasserstein2(*f[a], *f[b]) for a, b in pairs}

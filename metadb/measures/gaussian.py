@@ -1,8 +1,24 @@
-"""Closed forms on Gaussians kept as eigendecompositions (shared by frechet and otdd)."""
+"""Closed forms on Gaussians kept as eigendecompositions (shared by frechet and mixture-w2)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from metadb.errors import MetadbError
+
+SHRINKAGE = ("oas", "none")
+
+
+def shrinkage_choice(value: str) -> bool:
+    """True for 'oas' (the default), False for 'none'; anything else is refused."""
+    if value not in SHRINKAGE:
+        raise MetadbError(f"shrinkage {value!r}: expected oas or none")
+    return value == "oas"
+
+
+def applied_shrinkage(eigvals: np.ndarray, n: int, dim: int, shrink: bool) -> float:
+    """The OAS coefficient actually applied: 0 unless asked for and n < D."""
+    return oas_shrinkage(eigvals, n, dim) if shrink and n < dim else 0.0
 
 
 def oas_shrinkage(eigvals: np.ndarray, n: int, dim: int) -> float:
@@ -23,7 +39,7 @@ def factor(eigvals: np.ndarray, eigvecs: np.ndarray, n: int, shrink: bool) -> tu
     Shrinkage towards tr(S)/D I keeps the eigenvectors and adds c to every eigenvalue.
     """
     dim = eigvecs.shape[0]
-    alpha = oas_shrinkage(eigvals, n, dim) if shrink and n < dim else 0.0
+    alpha = applied_shrinkage(eigvals, n, dim, shrink)
     c = alpha * eigvals.sum() / dim
     return eigvecs * np.sqrt((1 - alpha) * eigvals), c
 
