@@ -38,12 +38,12 @@ def finetune(ctx, target, sources, protocol, device, workers, quiet, db) -> None
     Rerunning the same command skips stored trials (a killed one starts over).
     """
     from metadb.finetune.protocol import parse_overrides
-    from metadb.finetune.runner import finetune as run
+    from metadb.finetune.runner import finetune as run, trial_line
 
     overrides, grid = parse_overrides(ctx.args)
-    summary = run(db, target, sources.split(","), protocol, overrides, grid, device, workers, _progress(quiet))
-    for line in summary.lines():
-        click.echo(line)
+    summary = run(db, target, sources.split(","), protocol, overrides, grid, device, workers, _progress(quiet),
+                  on_record=lambda spec, rec: click.echo(trial_line(spec, rec)))
+    click.echo(summary.line())
 
 
 @click.command(context_settings=EXTRAS, epilog=OVERRIDE_HELP)

@@ -33,19 +33,20 @@ class Summary:
     skipped: int = 0
     records: list[tuple[TrialSpec, TrialRecord]] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
-        out = []
-        for spec, r in self.records:
-            auc = (f"test AUC {r.test_auc:.4f}, " if r.test_auc is not None else "") + \
-                  (f"val AUC {r.val_auc:.4f}" if r.val_auc is not None else "no AUC")
-            out.append(f"{spec.run_id} {spec.source.name} -> {spec.target} fold {spec.fold}{_changes(spec)}: "
-                       f"{r.status}, {auc}, best epoch {r.best_epoch}, {r.wall_s:.1f} s on {r.device}")
-        out.append(f"{self.planned} trials: {len(self.records)} run, {self.skipped} already stored")
-        return out
+    def line(self) -> str:
+        return f"{self.planned} trials: {len(self.records)} run, {self.skipped} already stored"
+
+
+def trial_line(spec: TrialSpec, r: TrialRecord) -> str:
+    """One finished trial, as the CLI prints it the moment it is committed."""
+    auc = (f"test AUC {r.test_auc:.4f}, " if r.test_auc is not None else "") + \
+          (f"val AUC {r.val_auc:.4f}" if r.val_auc is not None else "no AUC")
+    return (f"{spec.run_id} {spec.source.name} -> {spec.target} fold {spec.fold}{_changes(spec)}: "
+            f"{r.status}, {auc}, best epoch {r.best_epoch}, {r.wall_s:.1f} s on {r.device}")
 
 
 def _changes(spec: TrialSpec) -> str:
-    return "".join(f" {k}={v}" for k, v in spec_overrides(spec.protocol).items() if k not in ("epochs",))
+    return "".join(f" {k}={v}" for k, v in spec_overrides(spec.protocol).items())
 
 
 def spec_overrides(p: P.Protocol) -> dict[str, Any]:
