@@ -132,7 +132,9 @@ def run_trial(spec: TrialSpec) -> TrialRecord:
         curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
                        "lr": lr, "seconds": time.perf_counter() - e0})
         bar.set_postfix(loss=f"{train_loss:.3f}", val_auc=f"{val_auc:.3f}")
-        if best.update(epoch, val_loss, val_auc, model) and p.patience and epoch - best.epoch >= p.patience:
+        stale = best.update(epoch, val_loss, val_auc, model)
+        curves[-1]["seconds"] = time.perf_counter() - e0  # the whole epoch: train, evaluate, keep the best
+        if stale and p.patience and epoch - best.epoch >= p.patience:
             break
     bar.close()
     out = Path(spec.artifacts_dir)
