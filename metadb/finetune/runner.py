@@ -73,9 +73,9 @@ def _target_row(con, target: str) -> tuple[str, str, str, str, tuple[str, ...]]:
     loader_for(con, target)  # one-line errors: not ingested, or its folder is gone
     layout, root, params, label_type = con.execute(
         "SELECT layout, root, params, label_type FROM datasets WHERE name = ?", [target]).fetchone()
-    bad = tuple(r[0] for r in con.execute(
-        "SELECT DISTINCT path FROM ingest_errors WHERE dataset = ? AND run_id = (SELECT max_by(run_id, started_at) "
-        "FROM ingest_runs WHERE dataset = ?)", [target, target]).fetchall())
+    # images the last ingest could not decode (it replaces these rows): trials leave them out too
+    bad = tuple(r[0] for r in con.execute("SELECT DISTINCT path FROM ingest_errors WHERE dataset = ? ORDER BY path",
+                                          [target]).fetchall())
     return layout, root, params or "{}", label_type or "single-label", bad
 
 

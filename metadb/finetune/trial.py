@@ -99,7 +99,8 @@ def run_trial(spec: TrialSpec) -> TrialRecord:
     _seed_everything(p.seed)
     items = D.read_items(spec.layout, spec.root, json.loads(spec.loader_params or "{}"), spec.label_type, spec.target)
     if spec.exclude_paths:
-        keep = np.array([r.path not in set(spec.exclude_paths) for r in items.records])
+        skip = set(spec.exclude_paths)
+        keep = np.array([r.path not in skip for r in items.records])
         items = D.Items([r for r, k in zip(items.records, keep) if k], items.y[keep], items.classes,
                         items.multi_label, items.splits[keep])
     train_idx, val_idx, test_idx = (D.pretrain_indices(items, p) if spec.kind == "pretrain"
