@@ -218,3 +218,21 @@ def runner_cli():
     from click.testing import CliRunner
 
     return CliRunner()
+
+
+@pytest.mark.parametrize("n_val, fold, train_head, val_head", [
+    (80, 1, [421, 105, 222, 119, 347, 352], [39, 58, 67, 16]),
+    (80, 3, [9, 60, 383, 159, 491, 437], [1, 74, 20, 23]),
+    (40, 3, [380, 305, 186, 300, 128, 228], [0, 1, 2, 3]),  # val split <= 25 x C: kept whole, no draw
+])
+def test_juodelyte_folds_are_the_studys_own_draws(n_val, fold, train_head, val_head):
+    """Reference figures from running Juodelyte et al.'s src/data_split.py make_splits (seed 24) on
+    index-valued arrays of 500 training and `n_val` validation images with two classes."""
+    from metadb.finetune.data import Items, fold_indices
+
+    splits = np.array(["train"] * 500 + ["val"] * n_val + ["test"] * 10)
+    items = Items(list(range(len(splits))), np.arange(len(splits)) % 2, ["a", "b"], False, splits)
+    train, val, test = fold_indices(items, P.load("juodelyte"), fold)
+    assert (len(train), len(val), len(test)) == (200, min(n_val, 50), 10)
+    assert train[:6].tolist() == train_head
+    assert (val[:4] - 500).tolist() == val_head
