@@ -187,9 +187,11 @@ def test_bad_targets_sources_and_checkpoints_are_one_line(runner_cli, db, tmp_pa
     assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
 
 
-def test_protocol_files_resolve_and_overrides_are_typed():
+def test_protocol_files_resolve_and_overrides_are_typed(runner_cli):
     for name in P.available():
         assert P.load(name).name == name
+    listed = json.loads(runner_cli.invoke(cli, ["protocols", "--json"]).output)
+    assert {row["field"]: row["juodelyte"] for row in listed}["fold-seed"] == 24 and len(listed) == len(P.FIELD_TYPES) - 1
     p = P.load("juodelyte", {"epochs": "3", "image_size": "64", "nesterov": "false"})
     assert (p.epochs, p.image_size, p.nesterov, p.fold_seed, p.train_per_class) == (3, 64, False, 24, 100)
     overrides, grid = P.parse_overrides(["--epochs", "3", "--grid", "lr=1e-4,1e-3", "momentum=0,0.9", "--image-size=64"])

@@ -84,4 +84,15 @@ def runs(target, db, fmt) -> None:
     render(*list_runs(db, target), fmt=fmt)
 
 
-COMMANDS = [finetune, pretrain, runs]
+@click.command("protocols")
+@output_options
+def protocols(fmt) -> None:
+    """List fine-tuning protocols side by side: every field (overridable as --field VALUE) and its value."""
+    from metadb.finetune.protocol import available, load
+
+    loaded = [load(n).as_dict() for n in available()]
+    fields = [f for f in loaded[0] if f != "name"]
+    render(["field", *available()], [[f.replace("_", "-"), *(p[f] for p in loaded)] for f in fields], fmt=fmt)
+
+
+COMMANDS = [finetune, pretrain, runs, protocols]
