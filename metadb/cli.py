@@ -99,11 +99,13 @@ def show(name: str, db: str | None, fmt: str) -> None:
 
 @cli.command()
 @click.argument("statement")
-@click.option("--write", is_flag=True, help="Open the store read-write (default read-only).")
+@click.option("--write", is_flag=True,
+              help="Open the store read-write, with DuckDB's usual access to other files. Without it the "
+                   "store is read-only and SQL can open no file outside the store and its own folders.")
 @db_option
 @output_options
 def sql(statement: str, write: bool, db: str | None, fmt: str) -> None:
-    """Run SQL against the store (read-only unless --write)."""
+    """Run SQL against the store (read-only and locked down unless --write)."""
     cols, rows = api.sql(statement, db, write)
     if cols:
         render(cols, rows, fmt=fmt)
