@@ -62,6 +62,9 @@ def cli() -> None:
 @click.option("--workers", type=int, help="Decoding processes (default: one per core).")
 @click.option("--force", is_flag=True, help="Recompute even when the data has not changed.")
 @click.option("--strict", is_flag=True, help="Fail on the first unreadable image instead of skipping it.")
+@click.option("--wait", type=click.FloatRange(min=0), envvar="METADB_WAIT",
+              help="Seconds to wait while another process holds the store (default 0: fail at once). "
+                   "The store is locked only to commit, never while images decode.")
 @click.option("--backbone", help="Also embed it with this timm backbone (see `metadb embed`).")
 @backbone_options
 @db_option

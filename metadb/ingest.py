@@ -4,6 +4,10 @@ Images are decoded and measured in worker processes, a bounded number of chunks 
 memory stays flat. Per-image rows stream into a staging Parquet file beside the store; the store
 itself is written only at the end, in one transaction that replaces everything about the dataset.
 An interrupted or killed ingest therefore leaves the store exactly as it was.
+
+The store is opened only twice, briefly: to see whether the dataset is already up to date, and to
+commit. While images decode (minutes on a big dataset) no lock is held, so `metadb sql`, queries
+and `duckdb -readonly` keep working, and other writers can commit.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from tqdm import tqdm
 import extractors as _builtin_extractors  # noqa: F401  (registers the built-in extractors)
 from metadb import __version__, catalog, store
 from metadb.catalog import DatasetInfo
-from metadb.errors import ImageError, MetadbError
+from metadb.errors import ImageError, MetadbError, StoreInUseError
 from metadb.extract import Extractor, create_extractor, extractors
 from metadb.imageio import decode
 from metadb.loaders import Loader, create_loader
@@ -39,6 +43,7 @@ from metadb.records import Record
 DEFAULT_EXTRACTORS = ("basic", "image_stats", "phash")
 CHUNK = 64
 ROW_GROUP = 16_384
+COMMIT_WAIT = 30.0  # seconds the final commit waits for readers at least, so decoded work is not thrown away
 
 CORE_COLUMNS: dict[str, pa.DataType] = {
     "dataset": pa.string(), "image_id": pa.string(), "path": pa.string(), "label": pa.string(),
@@ -94,8 +99,11 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
            name: str | None = None, layout: str | None = None, modality: str | None = None,
            root: str | Path | None = None, extractor_names: Sequence[str] = DEFAULT_EXTRACTORS,
            working_size: int = 256, workers: int | None = None, force: bool = False, strict: bool = False,
-           progress: bool | None = None, command: str = "") -> IngestResult:
-    """Ingest one dataset; the store changes only when the whole dataset has been processed."""
+           progress: bool | None = None, command: str = "", wait: float | None = None) -> IngestResult:
+    """Ingest one dataset; the store changes only when the whole dataset has been processed.
+
+    `wait`: seconds to wait for another process holding the store (default $METADB_WAIT or 0).
+    """
     info, folder = resolve(dataset, path, name, layout, modality, root)
     loader = create_loader(info.layout, folder, **info.loader_params())
     loader.check()
@@ -104,22 +112,44 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
     exts = _extractors(extractor_names, working_size)
     fingerprint = _fingerprint(loader, exts)
     db_path = Path(db) if db is not None else store.default_path()
-    con = store.connect(db_path)
+    wait = store.default_wait() if wait is None else wait
+    con = store.connect(db_path, wait=wait)  # creates or migrates the store; released before decoding
     try:
         row = con.execute("SELECT fingerprint FROM datasets WHERE name = ?", [info.name]).fetchone()
-        if row and row[0] == fingerprint and not force:
-            return IngestResult(info.name, "up-to-date", fingerprint=fingerprint)
-        shutil.rmtree(Path(f"{db_path}.staging"), ignore_errors=True)  # left by a killed run; we hold the lock
-        run_id = uuid.uuid4().hex[:12]
-        staging = Path(f"{db_path}.staging") / run_id
-        try:
-            return _run(con, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
-                        workers, strict, progress, command)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            _remove_if_empty(staging.parent)
     finally:
         con.close()
+    if row and row[0] == fingerprint and not force:
+        return IngestResult(info.name, "up-to-date", fingerprint=fingerprint)
+    run_id = uuid.uuid4().hex[:12]
+    staging_root = Path(f"{db_path}.staging")
+    _remove_stale_staging(staging_root)
+    staging = staging_root / f"{os.getpid()}-{run_id}"
+    try:
+        return _run(db_path, wait, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
+                    workers, strict, progress, command)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(staging_root)
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Staging folders (`<pid>-<run>`) of ingests that were killed; running ones are left alone."""
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        pid = d.name.split("-", 1)[0]
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _extractors(names: Sequence[str], working_size: int) -> list[Extractor]:
@@ -194,8 +224,8 @@ def _results(dataset: str, loader: Loader, exts: list[Extractor], working_size: 
             yield n, res.get()
 
 
-def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor], fingerprint: str,
-         run_id: str, staging: Path, working_size: int, workers: int | None, strict: bool,
+def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor],
+         fingerprint: str, run_id: str, staging: Path, working_size: int, workers: int | None, strict: bool,
          progress: bool | None, command: str) -> IngestResult:
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     t0 = time.perf_counter()
@@ -231,11 +261,24 @@ def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extrac
     class_counts = partials[[e.name for e in exts].index("basic")]["class_counts"]
     ended = datetime.now(timezone.utc).replace(tzinfo=None)
     params = {"working_size": working_size, "extractors": [e.name for e in exts], **info.loader_params()}
-    with store.transaction(con):
-        _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint,
-               run_id, errors, params, started, ended, n_ok, command)
+    con = _connect_to_commit(db_path, wait, n_ok)
+    try:
+        with store.transaction(con):
+            _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint,
+                   run_id, errors, params, started, ended, n_ok, command)
+    finally:
+        con.close()
     return IngestResult(info.name, "ingested", n_ok, len(errors), time.perf_counter() - t0, run_id,
                         fingerprint, errors)
+
+
+def _connect_to_commit(db_path: Path, wait: float, n_ok: int):
+    """The write handle for the commit: waits at least COMMIT_WAIT s for readers to let go."""
+    try:
+        return store.connect(db_path, wait=max(wait, COMMIT_WAIT))
+    except StoreInUseError as e:
+        raise StoreInUseError(f"{e.message}; the {n_ok} decoded images were not stored",
+                              "re-run when it is free, or give it longer with --wait SECONDS") from None
 
 
 def _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint, run_id,

@@ -184,3 +184,77 @@ def test_killed_ingest_leaves_the_store_as_it_was_and_the_next_run_completes(db,
     result = api.ingest(db, path=csv, name="digits", workers=2)
     assert (result.status, result.images_ok) == ("ingested", 3 * 1797)
     assert not staging.exists()
+
+
+def _open_fifo_for_writing(fifo: Path, proc: subprocess.Popen, timeout: float = 60) -> int:
+    """Blocks (politely) until the ingest opens the FIFO to decode it: then it is mid-decoding."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody is reading it yet
+            if proc.poll() is not None:
+                raise AssertionError(f"ingest ended before decoding: {proc.communicate()}") from None
+            assert time.time() < deadline, "ingest never started decoding"
+            time.sleep(0.02)
+
+
+def test_readers_work_while_an_ingest_decodes_and_a_writer_waits_for_the_commit(db, tmp_path):
+    """A real ingest process is held in the middle of decoding (one listed image is a FIFO that
+    blocks until written); meanwhile `metadb sql`, `duckdb -readonly` and another writer use the store."""
+    from test_duckdb_cli import _duckdb_cli
+
+    api.ingest(db, path=write_imagefolder(tmp_path / "keep", {"a": "camera"}, size=64, n=3), name="keep", workers=1)
+    root = tmp_path / "slow"
+    write_imagefolder(root, {"b": "brick"}, size=64, n=4)
+    os.mkfifo(root / "b" / "pipe.png")
+    lines = ["path,label"] + [f"b/{k}.png,b" for k in range(2)] + ["b/pipe.png,b"] + [f"b/{k}.png,b" for k in (2, 3)]
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "metadb.cli", "ingest", "--path", str(root / "labels.csv"),
+                             "--name", "slow", "--workers", "1", "--db", db],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        fd = _open_fifo_for_writing(root / "b" / "pipe.png", proc)
+        try:
+            assert api.sql("SELECT name, n_images FROM datasets", db)[1] == [("keep", 3)]
+            cli = subprocess.run([_duckdb_cli(), "-readonly", "-csv", db, "-c", "SELECT count(*) AS n FROM images"],
+                                 capture_output=True, text=True, timeout=60)
+            assert (cli.returncode, cli.stdout) == (0, "n\n3\n"), cli.stderr
+            api.ingest(db, path=write_imagefolder(tmp_path / "other", {"c": "coins"}, size=64, n=2), name="other",
+                       workers=1)  # another writer commits while the first one decodes
+            png = io.BytesIO()
+            Image.fromarray(real_patches("cell", 64, 1)[0]).save(png, "PNG")
+            os.set_blocking(fd, True)
+            os.write(fd, png.getvalue())
+        finally:
+            os.close(fd)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.startswith("slow: 5 images ingested")
+    assert _rows(db, "SELECT name, n_images FROM datasets ORDER BY name") == [("keep", 3), ("other", 2), ("slow", 5)]
+
+
+def test_a_second_writer_fails_in_one_line_or_waits(runner, db, tmp_path):
+    from metadb.cli import cli
+
+    folder = write_imagefolder(tmp_path / "x", {"a": "camera"}, size=64, n=2)
+    api.ingest(db, path=folder, name="keep", workers=1)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); sys.stdin.readline(); time.sleep(1); con.close()", db],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--workers", "1", "--db", db])
+        assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+        assert r.output.startswith(f"Error: store {db} is in use by another metadb process (PID {holder.pid})")
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--workers", "1", "--db", db,
+                                "--wait", "60"])
+        assert r.exit_code == 0, r.output
+        assert r.output.startswith("x: 2 images ingested")
+    finally:
+        holder.communicate("", timeout=30)
