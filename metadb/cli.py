@@ -74,6 +74,8 @@ def ingest(extractor_names: str, db: str | None, backbone: str | None, weights, 
     result = api.ingest(db, extractor_names=[e.strip() for e in extractor_names.split(",") if e.strip()],
                         command=" ".join(["metadb", *sys.argv[1:]]), **kw)
     click.echo(result.summary())
+    for note in result.notes:
+        click.echo(f"  note: {note}", err=True)
     for path, reason in result.errors[:5]:
         click.echo(f"  skipped {path}: {reason}", err=True)
     if backbone:

@@ -64,6 +64,7 @@ class IngestResult:
     run_id: str = ""
     fingerprint: str = ""
     errors: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # choices made about ambiguous input, one line each
 
     def summary(self) -> str:
         if self.status == "up-to-date":
@@ -73,14 +74,17 @@ class IngestResult:
 
 
 def resolve(dataset: str | None, path: str | Path | None, name: str | None, layout: str | None,
-            modality: str | None, root: str | Path | None) -> tuple[DatasetInfo, Path]:
+            modality: str | None, root: str | Path | None, notes: list[str] | None = None) -> tuple[DatasetInfo, Path]:
     """A known dataset (catalog metadata, published layout) or an ad-hoc folder/CSV."""
     if dataset and path:
         raise MetadbError("use either --dataset (a known dataset) or --path (your own folder), not both")
     if dataset:
         info = catalog.get(dataset)
         base = Path(root or os.environ.get("METADB_DATA") or "~/data").expanduser()
-        return info, info.locate(base)
+        folder, others = info.find(base)
+        if others and notes is not None:
+            notes.append(f"{info.name}: read {folder}; also found {', '.join(map(str, others))} (pass it as --root to use it)")
+        return info, folder
     if not path:
         raise MetadbError("nothing to ingest", "pass --dataset NAME (see `metadb datasets --known`) or --path DIR --name NAME")
     path = Path(path).expanduser()
@@ -104,7 +108,8 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
 
     `wait`: seconds to wait for another process holding the store (default $METADB_WAIT or 0).
     """
-    info, folder = resolve(dataset, path, name, layout, modality, root)
+    notes: list[str] = []
+    info, folder = resolve(dataset, path, name, layout, modality, root, notes)
     loader = create_loader(info.layout, folder, **info.loader_params())
     loader.check()
     if working_size < 8:
@@ -119,14 +124,16 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
     finally:
         con.close()
     if row and row[0] == fingerprint and not force:
-        return IngestResult(info.name, "up-to-date", fingerprint=fingerprint)
+        return IngestResult(info.name, "up-to-date", fingerprint=fingerprint, notes=notes)
     run_id = uuid.uuid4().hex[:12]
     staging_root = Path(f"{db_path}.staging")
     _remove_stale_staging(staging_root)
     staging = staging_root / f"{os.getpid()}-{run_id}"
     try:
-        return _run(db_path, wait, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
-                    workers, strict, progress, command)
+        result = _run(db_path, wait, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
+                      workers, strict, progress, command)
+        result.notes[:0] = notes
+        return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(staging_root)

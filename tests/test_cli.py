@@ -98,8 +98,10 @@ def test_known_dataset_with_missing_files_names_path_layout_and_source(runner, t
     r = runner.invoke(cli, ["ingest", "--dataset", "chest", "--root", str(tmp_path), "--db", str(tmp_path / "s.duckdb")])
     assert r.exit_code == 1
     assert r.output.strip() == (
-        f"Error: chest: {tmp_path}/chest_xray not found; expected chest_xray/{{train,val,test}}/{{NORMAL,PNEUMONIA}}/*.jpeg; "
-        "download it from https://data.mendeley.com/datasets/rscbjbr9sj/2 and pass its parent folder with --root")
+        f"Error: chest: not found under {tmp_path} (looked in {tmp_path}/chest_xray, {tmp_path}); "
+        "expected chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg; "
+        "download it from https://data.mendeley.com/datasets/rscbjbr9sj/2 and pass its parent folder "
+        "(or the folder itself) with --root")
 
 
 def test_every_command_has_help_and_is_in_the_readme(runner):
