@@ -38,6 +38,7 @@ from metadb.errors import ImageError, MetadbError, StoreInUseError
 from metadb.extract import Extractor, create_extractor, extractors
 from metadb.imageio import decode
 from metadb.loaders import Loader, create_loader
+from metadb.loaders.base import shown
 from metadb.records import Record
 
 DEFAULT_EXTRACTORS = ("basic", "image_stats", "phash")
@@ -89,6 +90,8 @@ def resolve(dataset: str | None, path: str | Path | None, name: str | None, layo
         raise MetadbError("nothing to ingest", "pass --dataset NAME (see `metadb datasets --known`) or --path DIR --name NAME")
     path = Path(path).expanduser()
     name = name or path.stem
+    if shown(name) != name:
+        raise MetadbError(f"dataset name {shown(name)!r} is not valid UTF-8", "pass a name with --name")
     layout = layout or ("csv" if path.suffix.lower() == ".csv" else "imagefolder")
     if name in catalog.catalog:
         known = catalog.get(name)
@@ -261,6 +264,10 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
             bar.update(n)
         if buffered:
             writer.write_table(pa.Table.from_pylist(buffered, schema=schema))
+    if loader.skipped and strict:  # entries the loader could not use (names, folders, duplicates)
+        path, reason = loader.skipped[0]
+        raise MetadbError(f"{folder / path}: {reason}", "fix it, or drop --strict to record and skip it")
+    errors.extend(loader.skipped)
     if n_ok == 0:
         detail = f"; first error: {errors[0][0]}: {errors[0][1]}" if errors else ""
         raise MetadbError(f"{folder}: no readable images{detail}")
@@ -276,7 +283,7 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
     finally:
         con.close()
     return IngestResult(info.name, "ingested", n_ok, len(errors), time.perf_counter() - t0, run_id,
-                        fingerprint, errors)
+                        fingerprint, errors, list(loader.notes))
 
 
 def _connect_to_commit(db_path: Path, wait: float, n_ok: int):

@@ -258,3 +258,84 @@ def test_a_second_writer_fails_in_one_line_or_waits(runner, db, tmp_path):
         assert r.output.startswith("x: 2 images ingested")
     finally:
         holder.communicate("", timeout=30)
+
+
+# --- names, encodings, folders and duplicates the loaders cannot use (issue 9, item 15) -------
+def _errors(db):
+    return _rows(db, "SELECT path, reason FROM ingest_errors ORDER BY path")
+
+
+def test_non_utf8_file_and_class_names_are_recorded_not_fatal(runner, db, tmp_path):
+    from metadb.cli import cli
+
+    root = write_imagefolder(tmp_path / "tex", {"ok": "brick", "cafe": "grass"}, size=64, n=2)
+    os.rename(root / "cafe", os.fsencode(root) + b"/caf\xe9")  # a Latin-1 folder name, as old archives have
+    os.rename(root / "ok" / "0.png", os.fsencode(root / "ok") + b"/x\xff.png")
+    r = runner.invoke(cli, ["ingest", "--path", str(root), "--name", "tex", "--workers", "1", "--db", db])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("tex: 1 images ingested") and ", 3 skipped (see ingest_errors)" in r.output
+    assert "skipped caf\\xe9/0.png: file or folder name is not valid UTF-8" in r.output
+    reason = "file or folder name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8 --notest -r FOLDER)"
+    assert _errors(db) == [("caf\\xe9/0.png", reason), ("caf\\xe9/1.png", reason), ("ok/x\\xff.png", reason)]
+    assert _rows(db, "SELECT label, count FROM classes") == [("ok", 1)]
+
+
+def test_latin1_labels_csv_is_a_one_line_error(runner, db, tmp_path):
+    from metadb.cli import cli
+
+    write_imagefolder(tmp_path / "d", {"img": "brick"}, size=64, n=2)
+    (tmp_path / "d" / "labels.csv").write_bytes("path,label\nimg/0.png,névus\nimg/1.png,mélanome\n".encode("latin-1"))
+    r = runner.invoke(cli, ["ingest", "--path", str(tmp_path / "d" / "labels.csv"), "--workers", "1", "--db", db])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert r.output.strip() == (f"Error: {tmp_path / 'd' / 'labels.csv'} line 2: byte 0xe9 is not UTF-8 (the file looks "
+                                "like Latin-1 or Windows-1252); save it as UTF-8, e.g. iconv -f latin1 -t utf-8 "
+                                "labels.csv > fixed.csv")
+
+
+def test_csv_listing_a_path_twice_counts_it_once_and_says_so(db, tmp_path):
+    write_imagefolder(tmp_path / "d", {"img": "brick"}, size=64, n=3)
+    csv = tmp_path / "d" / "labels.csv"
+    csv.write_text("path,label\nimg/0.png,a\nimg/1.png,b\n./img/0.png,a\nimg/2.png,b\n")
+    result = api.ingest(db, path=csv, name="d", workers=1)
+    assert (result.images_ok, result.images_failed) == (3, 1)
+    assert _errors(db) == [("./img/0.png", "listed twice in labels.csv (lines 2 and 4); counted once")]
+    assert _rows(db, "SELECT label, count FROM classes ORDER BY label") == [("a", 1), ("b", 2)]
+    csv.write_text("path,label\nimg/0.png,a\nimg/1.png,b\nimg/0.png,b\n")
+    with pytest.raises(MetadbError, match=r"labels.csv lines 2 and 4 both list img/0.png, as a and b; keep the row"):
+        api.ingest(db, path=csv, name="d", workers=1)
+
+
+def test_symlinked_class_folders_are_followed_once_and_broken_links_recorded(db, tmp_path):
+    root = write_imagefolder(tmp_path / "tex", {"brick": "brick"}, size=64, n=2)
+    elsewhere = write_imagefolder(tmp_path / "elsewhere", {"grass": "grass"}, size=64, n=3)
+    (root / "grass").symlink_to(elsewhere / "grass")  # a class assembled from another folder
+    (root / "grass-again").symlink_to(elsewhere / "grass")  # the same images a second time
+    (root / "gone").symlink_to(tmp_path / "deleted")
+    result = api.ingest(db, path=root, name="tex", workers=1)
+    assert result.images_ok == 5
+    assert result.notes == [f"followed symlinked folder {root / 'grass'} -> {elsewhere / 'grass'}"]
+    assert _errors(db) == [("gone", f"broken symlink to {tmp_path / 'deleted'}; not read"),
+                           ("grass-again", f"same folder as {root / 'grass'} (symlink); its images are read once")]
+    assert _rows(db, "SELECT label, count FROM classes ORDER BY label") == [("brick", 2), ("grass", 3)]
+
+
+def test_an_unreadable_class_folder_is_recorded(db, tmp_path):
+    """Run as a real process without the power to read what its permissions forbid (root gets it
+    dropped with setpriv, since root reads any folder)."""
+    import shutil
+
+    root = write_imagefolder(tmp_path / "tex", {"brick": "brick", "grass": "grass"}, size=64, n=2)
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot make a folder unreadable")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    (root / "grass").chmod(0)
+    try:
+        run = subprocess.run(prefix + [sys.executable, "-m", "metadb.cli", "ingest", "--path", str(root), "--name", "tex",
+                                       "--workers", "1", "--db", db], capture_output=True, text=True, timeout=120)
+    finally:
+        (root / "grass").chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("tex: 2 images ingested") and "1 skipped" in run.stdout
+    assert _errors(db) == [("grass", "cannot list folder (Permission denied); its images were not read")]
