@@ -199,6 +199,5 @@ def run(con, name: str, **kwargs: Any) -> tuple[list[str], list[tuple]]:
         elif v is not None:
             args.append(f"{p.name} := ?")
             values.append(v)
-    from metadb.store import fetch
-
-    return fetch(con.execute(f"SELECT * FROM {q.name}({', '.join(args)})", values))
+    rel = con.execute(f"SELECT * FROM {q.name}({', '.join(args)})", values)
+    return [d[0] for d in rel.description], rel.fetchall()
