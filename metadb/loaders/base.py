@@ -106,31 +106,36 @@ def walk_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]], list[
     Symlinked folders are followed (a note says so), but a folder reached twice (two links to one
     folder, or a link back up the tree) is read once, and the second path is reported.
     """
-    files: list[Path] = []
+    files: list[str] = []
     problems: list[tuple[Path, str]] = []
     notes: list[str] = []
-    first: dict[str, str] = {}
-
-    def unreadable(e: OSError) -> None:
-        problems.append((Path(e.filename), f"cannot list folder ({e.strerror}); its images were not read"))
-
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
-        real = os.path.realpath(dirpath)
+    first: dict[str, str] = {}  # real path -> the path it was first reached by
+    stack = [str(folder)]
+    while stack:
+        top = stack.pop()
+        real = os.path.realpath(top)
         if real in first:
-            problems.append((Path(dirpath), f"same folder as {shown(first[real])} (symlink); its images are read once"))
-            dirnames[:] = []
+            problems.append((Path(top), f"same folder as {shown(first[real])} (symlink); its images are read once"))
             continue
-        first[real] = dirpath
-        if dirpath != str(folder) and os.path.islink(dirpath):
-            notes.append(f"followed symlinked folder {shown(dirpath)} -> {shown(real)}")
-        dirnames.sort()
-        for name in filenames:
-            f = Path(dirpath, name)
-            if f.is_symlink() and not f.exists():  # a dangling link to a class folder lands here too
-                problems.append((f, f"broken symlink to {shown(os.readlink(f))}; not read"))
-            elif f.suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".") and f.is_file():
-                files.append(f)
-    return sorted(files), problems, notes
+        first[real] = top
+        if top != str(folder) and os.path.islink(top):
+            notes.append(f"followed symlinked folder {shown(top)} -> {shown(real)}")
+        try:
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
+        except OSError as e:
+            problems.append((Path(top), f"cannot list folder ({e.strerror}); its images were not read"))
+            continue
+        subdirs = []
+        for e in entries:  # DirEntry types come from the directory listing: no stat per regular file
+            if e.is_dir():
+                subdirs.append(e.path)
+            elif e.is_file():
+                if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and not e.name.startswith("."):
+                    files.append(e.path)
+            elif e.is_symlink():  # a dangling link (to a class folder or an image)
+                problems.append((Path(e.path), f"broken symlink to {shown(os.readlink(e.path))}; not read"))
+        stack.extend(reversed(subdirs))
+    return sorted(map(Path, files)), problems, notes
 
 
 def shown(path: str | Path) -> str:
