@@ -118,11 +118,13 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
 
 
 def data_folders(path: str | Path) -> list[Path]:
-    """The store's own folders beside it (`<store>.embeddings`, `<store>.features`, ...)."""
-    path = Path(path).resolve()
-    if not path.parent.is_dir():
-        return []
-    return sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name + ".") and p.is_dir())
+    """The store's own folders beside it (`<store>.embeddings`, `<store>.features`, ...), as
+    absolute paths both as given and with symlinks resolved (SQL may name either)."""
+    found: set[Path] = set()
+    for p in {Path(os.path.abspath(path)), Path(path).resolve()}:
+        if p.parent.is_dir():
+            found.update(d for d in p.parent.iterdir() if d.name.startswith(p.name + ".") and d.is_dir())
+    return sorted(found)
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, path: str | Path) -> None:
