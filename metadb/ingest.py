@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections import deque
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
@@ -249,8 +250,10 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
     bar = tqdm(desc=f"ingest {info.name}", unit="img", disable=None if progress is None else not progress,
                file=sys.stderr, dynamic_ncols=True)
     buffered: list[dict[str, Any]] = []
-    with pq.ParquetWriter(parquet, schema) as writer, bar:
-        for n, (rows, parts, errs) in _results(info.name, loader, exts, working_size, workers):
+    # closing() stops the worker pool at once on any error or Ctrl-C, not at interpreter exit
+    with pq.ParquetWriter(parquet, schema) as writer, bar, \
+            closing(_results(info.name, loader, exts, working_size, workers)) as results:
+        for n, (rows, parts, errs) in results:
             if errs and strict:
                 path, reason = errs[0]
                 raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
