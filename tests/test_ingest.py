@@ -165,22 +165,28 @@ def test_killed_ingest_leaves_the_store_as_it_was_and_the_next_run_completes(db,
     snapshot = "SELECT name, n_images, fingerprint FROM datasets ORDER BY name"
     before = _rows(db, snapshot)
     csv = _digits_csv(tmp_path / "digits", copies=3)
+    listed = csv.read_text()
+    os.mkfifo(csv.parent / "img" / "pipe.png")  # decoding blocks here until the test writes it
+    lines = listed.splitlines()
+    csv.write_text("\n".join(lines[:2000] + ["img/pipe.png,0"] + lines[2000:]) + "\n")
     env = {**os.environ, "METADB_DB": db}
     proc = subprocess.Popen([sys.executable, "-m", "metadb.cli", "ingest", "--path", str(csv), "--name", "digits",
                              "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    staging = Path(f"{db}.staging")
-    deadline = time.time() + 60
-    while not any(staging.glob("*/images.parquet")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)  # well inside the per-image work of 5,391 images
-    assert proc.poll() is None, "ingest finished before it could be interrupted"
-    proc.send_signal(sig)
+    fd = _open_fifo_for_writing(csv.parent / "img" / "pipe.png", proc)  # the ingest is now mid-decoding
+    try:
+        assert proc.poll() is None, "ingest finished before it could be interrupted"
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        os.close(fd)  # lets a worker orphaned by SIGKILL see EOF and end (it holds the output pipes)
     out, err = proc.communicate(timeout=60)
+    staging = Path(f"{db}.staging")
     assert proc.returncode != 0
     if sig == signal.SIGINT:
         assert "interrupted; the store is unchanged" in err and "Traceback" not in err
     assert _rows(db, snapshot) == before
     assert _rows(db, "SELECT count(*) FROM images WHERE dataset = 'digits'") == [(0,)]
+    csv.write_text(listed)
     result = api.ingest(db, path=csv, name="digits", workers=2)
     assert (result.status, result.images_ok) == ("ingested", 3 * 1797)
     assert not staging.exists()
