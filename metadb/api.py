@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,7 @@ Rows = tuple[list[str], list[tuple]]
 def _select(db: str | Path | None, sql: str, params: list[Any] | None = None) -> Rows:
     con = store.connect(db, read_only=True)
     try:
-        rel = con.execute(sql, params or [])
-        return [d[0] for d in rel.description], rel.fetchall()
+        return store.fetch(con.execute(sql, params or []))
     finally:
         con.close()
 
@@ -46,19 +46,41 @@ def show(name: str, db: str | Path | None = None) -> Rows:
         con.close()
 
 
+# Statements that write files: refused on a read-only handle even inside the store's own folders.
+_WRITES_FILES = {"COPY", "COPY_DATABASE", "EXPORT"}
+# DuckDB 1.5.6 lets even a locked-down handle send its log to a file (and aborts the process
+# when that file is outside the allowed folders), so the logging functions are refused by name.
+_LOGGING = re.compile(r"\b(enable_logging|disable_logging|truncate_duckdb_logs)\b", re.I)
+_READ_ONLY_HINT = ("`metadb sql` reads only the store and its own folders; --write opens it read-write, "
+                   "with DuckDB's usual access to other files")
+
+
 def sql(statement: str, db: str | Path | None = None, write: bool = False) -> Rows:
+    """Run SQL; without `write` the handle is read-only and locked down (see store.lock_down)."""
     import duckdb
 
     con = store.connect(db, read_only=not write)
     try:
-        rel = con.execute(statement)
-        return ([d[0] for d in rel.description], rel.fetchall()) if rel.description else ([], [])
+        if not write:
+            _refuse_file_writes(con, statement)
+        return store.fetch(con.execute(statement))
     except duckdb.Error as e:
         first = str(e).splitlines()[0]
-        hint = "writing needs --write" if "read-only" in first.lower() else None
+        hint = None
+        if "read-only" in first.lower():
+            hint = "writing needs --write"
+        elif isinstance(e, duckdb.PermissionException) or "configuration has been locked" in first:
+            hint = _READ_ONLY_HINT
         raise MetadbError(f"SQL error: {first}", hint) from None
     finally:
         con.close()
+
+
+def _refuse_file_writes(con, statement: str) -> None:
+    kinds = {s.type.name for s in con.extract_statements(statement)}
+    if kinds & _WRITES_FILES or _LOGGING.search(statement):
+        what = ", ".join(sorted(kinds & _WRITES_FILES)) or "logging to a file"
+        raise MetadbError(f"SQL error: {what} writes files, and this handle is read-only", _READ_ONLY_HINT)
 
 
 def query(name: str, db: str | Path | None = None, **params: Any) -> Rows:

@@ -62,6 +62,9 @@ def cli() -> None:
 @click.option("--workers", type=int, help="Decoding processes (default: one per core).")
 @click.option("--force", is_flag=True, help="Recompute even when the data has not changed.")
 @click.option("--strict", is_flag=True, help="Fail on the first unreadable image instead of skipping it.")
+@click.option("--wait", type=click.FloatRange(min=0), envvar="METADB_WAIT",
+              help="Seconds to wait while another process holds the store (default 0: fail at once). "
+                   "The store is locked only to commit, never while images decode.")
 @click.option("--backbone", help="Also embed it with this timm backbone (see `metadb embed`).")
 @backbone_options
 @db_option
@@ -71,6 +74,8 @@ def ingest(extractor_names: str, db: str | None, backbone: str | None, weights, 
     result = api.ingest(db, extractor_names=[e.strip() for e in extractor_names.split(",") if e.strip()],
                         command=" ".join(["metadb", *sys.argv[1:]]), **kw)
     click.echo(result.summary())
+    for note in result.notes:
+        click.echo(f"  note: {note}", err=True)
     for path, reason in result.errors[:5]:
         click.echo(f"  skipped {path}: {reason}", err=True)
     if backbone:
@@ -99,11 +104,13 @@ def show(name: str, db: str | None, fmt: str) -> None:
 
 @cli.command()
 @click.argument("statement")
-@click.option("--write", is_flag=True, help="Open the store read-write (default read-only).")
+@click.option("--write", is_flag=True,
+              help="Open the store read-write, with DuckDB's usual access to other files. Without it the "
+                   "store is read-only and SQL can open no file outside the store and its own folders.")
 @db_option
 @output_options
 def sql(statement: str, write: bool, db: str | None, fmt: str) -> None:
-    """Run SQL against the store (read-only unless --write)."""
+    """Run SQL against the store (read-only and locked down unless --write)."""
     cols, rows = api.sql(statement, db, write)
     if cols:
         render(cols, rows, fmt=fmt)

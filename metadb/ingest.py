@@ -4,6 +4,10 @@ Images are decoded and measured in worker processes, a bounded number of chunks 
 memory stays flat. Per-image rows stream into a staging Parquet file beside the store; the store
 itself is written only at the end, in one transaction that replaces everything about the dataset.
 An interrupted or killed ingest therefore leaves the store exactly as it was.
+
+The store is opened only twice, briefly: to see whether the dataset is already up to date, and to
+commit. While images decode (minutes on a big dataset) no lock is held, so `metadb sql`, queries
+and `duckdb -readonly` keep working, and other writers can commit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 import uuid
 from collections import deque
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
@@ -30,15 +35,17 @@ from tqdm import tqdm
 import extractors as _builtin_extractors  # noqa: F401  (registers the built-in extractors)
 from metadb import __version__, catalog, store
 from metadb.catalog import DatasetInfo
-from metadb.errors import ImageError, MetadbError
+from metadb.errors import ImageError, MetadbError, StoreInUseError
 from metadb.extract import Extractor, create_extractor, extractors
 from metadb.imageio import decode
 from metadb.loaders import Loader, create_loader
+from metadb.loaders.base import shown
 from metadb.records import Record
 
 DEFAULT_EXTRACTORS = ("basic", "image_stats", "phash")
 CHUNK = 64
 ROW_GROUP = 16_384
+COMMIT_WAIT = 30.0  # seconds the final commit waits for readers at least, so decoded work is not thrown away
 
 CORE_COLUMNS: dict[str, pa.DataType] = {
     "dataset": pa.string(), "image_id": pa.string(), "path": pa.string(), "label": pa.string(),
@@ -59,6 +66,7 @@ class IngestResult:
     run_id: str = ""
     fingerprint: str = ""
     errors: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # choices made about ambiguous input, one line each
 
     def summary(self) -> str:
         if self.status == "up-to-date":
@@ -68,18 +76,23 @@ class IngestResult:
 
 
 def resolve(dataset: str | None, path: str | Path | None, name: str | None, layout: str | None,
-            modality: str | None, root: str | Path | None) -> tuple[DatasetInfo, Path]:
+            modality: str | None, root: str | Path | None, notes: list[str] | None = None) -> tuple[DatasetInfo, Path]:
     """A known dataset (catalog metadata, published layout) or an ad-hoc folder/CSV."""
     if dataset and path:
         raise MetadbError("use either --dataset (a known dataset) or --path (your own folder), not both")
     if dataset:
         info = catalog.get(dataset)
         base = Path(root or os.environ.get("METADB_DATA") or "~/data").expanduser()
-        return info, info.locate(base)
+        folder, others = info.find(base)
+        if others and notes is not None:
+            notes.append(f"{info.name}: read {folder}; also found {', '.join(map(str, others))} (pass it as --root to use it)")
+        return info, folder
     if not path:
         raise MetadbError("nothing to ingest", "pass --dataset NAME (see `metadb datasets --known`) or --path DIR --name NAME")
     path = Path(path).expanduser()
     name = name or path.stem
+    if shown(name) != name:
+        raise MetadbError(f"dataset name {shown(name)!r} is not valid UTF-8", "pass a name with --name")
     layout = layout or ("csv" if path.suffix.lower() == ".csv" else "imagefolder")
     if name in catalog.catalog:
         known = catalog.get(name)
@@ -94,9 +107,13 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
            name: str | None = None, layout: str | None = None, modality: str | None = None,
            root: str | Path | None = None, extractor_names: Sequence[str] = DEFAULT_EXTRACTORS,
            working_size: int = 256, workers: int | None = None, force: bool = False, strict: bool = False,
-           progress: bool | None = None, command: str = "") -> IngestResult:
-    """Ingest one dataset; the store changes only when the whole dataset has been processed."""
-    info, folder = resolve(dataset, path, name, layout, modality, root)
+           progress: bool | None = None, command: str = "", wait: float | None = None) -> IngestResult:
+    """Ingest one dataset; the store changes only when the whole dataset has been processed.
+
+    `wait`: seconds to wait for another process holding the store (default $METADB_WAIT or 0).
+    """
+    notes: list[str] = []
+    info, folder = resolve(dataset, path, name, layout, modality, root, notes)
     loader = create_loader(info.layout, folder, **info.loader_params())
     loader.check()
     if working_size < 8:
@@ -104,22 +121,46 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
     exts = _extractors(extractor_names, working_size)
     fingerprint = _fingerprint(loader, exts)
     db_path = Path(db) if db is not None else store.default_path()
-    con = store.connect(db_path)
+    wait = store.default_wait() if wait is None else wait
+    con = store.connect(db_path, wait=wait)  # creates or migrates the store; released before decoding
     try:
         row = con.execute("SELECT fingerprint FROM datasets WHERE name = ?", [info.name]).fetchone()
-        if row and row[0] == fingerprint and not force:
-            return IngestResult(info.name, "up-to-date", fingerprint=fingerprint)
-        shutil.rmtree(Path(f"{db_path}.staging"), ignore_errors=True)  # left by a killed run; we hold the lock
-        run_id = uuid.uuid4().hex[:12]
-        staging = Path(f"{db_path}.staging") / run_id
-        try:
-            return _run(con, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
-                        workers, strict, progress, command)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            _remove_if_empty(staging.parent)
     finally:
         con.close()
+    if row and row[0] == fingerprint and not force:
+        return IngestResult(info.name, "up-to-date", fingerprint=fingerprint, notes=notes)
+    run_id = uuid.uuid4().hex[:12]
+    staging_root = Path(f"{db_path}.staging")
+    _remove_stale_staging(staging_root)
+    staging = staging_root / f"{os.getpid()}-{run_id}"
+    try:
+        result = _run(db_path, wait, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
+                      workers, strict, progress, command)
+        result.notes[:0] = notes
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(staging_root)
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Staging folders (`<pid>-<run>`) of ingests that were killed; running ones are left alone."""
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        pid = d.name.split("-", 1)[0]
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _extractors(names: Sequence[str], working_size: int) -> list[Extractor]:
@@ -194,8 +235,8 @@ def _results(dataset: str, loader: Loader, exts: list[Extractor], working_size: 
             yield n, res.get()
 
 
-def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor], fingerprint: str,
-         run_id: str, staging: Path, working_size: int, workers: int | None, strict: bool,
+def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor],
+         fingerprint: str, run_id: str, staging: Path, working_size: int, workers: int | None, strict: bool,
          progress: bool | None, command: str) -> IngestResult:
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     t0 = time.perf_counter()
@@ -209,8 +250,10 @@ def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extrac
     bar = tqdm(desc=f"ingest {info.name}", unit="img", disable=None if progress is None else not progress,
                file=sys.stderr, dynamic_ncols=True)
     buffered: list[dict[str, Any]] = []
-    with pq.ParquetWriter(parquet, schema) as writer, bar:
-        for n, (rows, parts, errs) in _results(info.name, loader, exts, working_size, workers):
+    # closing() stops the worker pool at once on any error or Ctrl-C, not at interpreter exit
+    with pq.ParquetWriter(parquet, schema) as writer, bar, \
+            closing(_results(info.name, loader, exts, working_size, workers)) as results:
+        for n, (rows, parts, errs) in results:
             if errs and strict:
                 path, reason = errs[0]
                 raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
@@ -224,6 +267,10 @@ def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extrac
             bar.update(n)
         if buffered:
             writer.write_table(pa.Table.from_pylist(buffered, schema=schema))
+    if loader.skipped and strict:  # entries the loader could not use (names, folders, duplicates)
+        path, reason = loader.skipped[0]
+        raise MetadbError(f"{folder / path}: {reason}", "fix it, or drop --strict to record and skip it")
+    errors.extend(loader.skipped)
     if n_ok == 0:
         detail = f"; first error: {errors[0][0]}: {errors[0][1]}" if errors else ""
         raise MetadbError(f"{folder}: no readable images{detail}")
@@ -231,11 +278,24 @@ def _run(con, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extrac
     class_counts = partials[[e.name for e in exts].index("basic")]["class_counts"]
     ended = datetime.now(timezone.utc).replace(tzinfo=None)
     params = {"working_size": working_size, "extractors": [e.name for e in exts], **info.loader_params()}
-    with store.transaction(con):
-        _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint,
-               run_id, errors, params, started, ended, n_ok, command)
+    con = _connect_to_commit(db_path, wait, n_ok)
+    try:
+        with store.transaction(con):
+            _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint,
+                   run_id, errors, params, started, ended, n_ok, command)
+    finally:
+        con.close()
     return IngestResult(info.name, "ingested", n_ok, len(errors), time.perf_counter() - t0, run_id,
-                        fingerprint, errors)
+                        fingerprint, errors, list(loader.notes))
+
+
+def _connect_to_commit(db_path: Path, wait: float, n_ok: int):
+    """The write handle for the commit: waits at least COMMIT_WAIT s for readers to let go."""
+    try:
+        return store.connect(db_path, wait=max(wait, COMMIT_WAIT))
+    except StoreInUseError as e:
+        raise StoreInUseError(f"{e.message}; the {n_ok} decoded images were not stored",
+                              "re-run when it is free, or give it longer with --wait SECONDS") from None
 
 
 def _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint, run_id,

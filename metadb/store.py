@@ -4,13 +4,20 @@
 transaction with its version row), refuses stores from a newer metadb, and installs the query
 macros: persistent ones on write connections (so the DuckDB CLI sees them), TEMP ones on
 read-only handles whose macros are stale. DuckDB allows one writer process or many readers; a
-second writer gets a one-line StoreInUseError.
+second writer gets a one-line StoreInUseError, or waits for the lock when asked to (`wait`).
+
+Read-only handles are locked down with DuckDB's own switches ("Securing DuckDB"): the only files
+they may open are the store's own folders beside it (`<store>.embeddings/`, `<store>.features/`,
+...), then `enable_external_access=false`, no extension installs or loads, no persistent secrets,
+and `lock_configuration=true`, so SQL cannot turn any of it back on. A read-only handle can then
+neither read `/etc/passwd` nor overwrite the store with `COPY ... TO`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -45,19 +52,21 @@ def latest_version() -> int:
     return max(v for v, _, _ in migrations())
 
 
-def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the store; write handles are migrated, read-only handles must already exist."""
+def connect(path: str | Path | None = None, read_only: bool = False, wait: float | None = None,
+            external_access: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the store; write handles are migrated, read-only handles must already exist.
+
+    `wait`: seconds to keep retrying while another process holds the store (default
+    $METADB_WAIT, else 0: fail at once with StoreInUseError). `external_access`: let a read-only
+    handle open files outside the store (off by default; write handles always may).
+    """
     path = Path(path) if path is not None else default_path()
     if read_only and not path.exists():
         raise MetadbError(f"no store at {path}", "ingest a dataset first (metadb ingest ...) or pass --db")
     if not read_only and path.parent and not path.parent.exists():
         raise MetadbError(f"folder {path.parent} does not exist (for store {path})")
+    con = _open(path, read_only, default_wait() if wait is None else wait)
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.Error as e:
-        raise _translate(e, path) from None
-    try:
-        con.execute("SET python_enable_replacements = false")
         version = schema_version(con)
         if version > latest_version():
             raise MetadbError(
@@ -70,6 +79,8 @@ def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.D
                                   "run `metadb migrate` to upgrade it")
             if _meta(con, "queries_fingerprint") != queries.sql_fingerprint():
                 queries.install(con, temporary=True)
+            if not external_access:
+                lock_down(con, path)
         else:
             migrate(con)
             if _meta(con, "queries_fingerprint") != queries.sql_fingerprint():
@@ -80,6 +91,51 @@ def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.D
         con.close()
         raise
     return con
+
+
+def default_wait() -> float:
+    try:
+        return float(os.environ.get("METADB_WAIT") or 0)
+    except ValueError:
+        raise MetadbError(f"METADB_WAIT={os.environ['METADB_WAIT']!r} is not a number of seconds") from None
+
+
+def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, retried with backoff for up to `wait` seconds while the file is locked."""
+    deadline = time.monotonic() + max(wait, 0.0)
+    pause = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config={"python_enable_replacements": False})
+        except duckdb.Error as e:
+            err = _translate(e, path)
+            if not isinstance(err, StoreInUseError) or time.monotonic() + pause > deadline:
+                if isinstance(err, StoreInUseError) and wait > 0:
+                    err = StoreInUseError(f"{err.message}, still after waiting {wait:g} s", err.hint)
+                raise err from None
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def data_folders(path: str | Path) -> list[Path]:
+    """The store's own folders beside it (`<store>.embeddings`, `<store>.features`, ...), as
+    absolute paths both as given and with symlinks resolved (SQL may name either)."""
+    found: set[Path] = set()
+    for p in {Path(os.path.abspath(path)), Path(path).resolve()}:
+        if p.parent.is_dir():
+            found.update(d for d in p.parent.iterdir() if d.name.startswith(p.name + ".") and d.is_dir())
+    return sorted(found)
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, path: str | Path) -> None:
+    """No file access outside the store's own folders, and no way for SQL to undo that."""
+    if con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+        return  # another handle in this process shares the database instance and locked it already
+    con.execute("SET allowed_directories = ?", [[str(d) + os.sep for d in data_folders(path)]])
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions",
+                    "allow_community_extensions", "allow_persistent_secrets"):
+        con.execute(f"SET {setting} = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _translate(e: duckdb.Error, path: Path) -> MetadbError:
@@ -93,6 +149,21 @@ def _translate(e: duckdb.Error, path: Path) -> MetadbError:
         return MetadbError(f"{path} is not a DuckDB {duckdb.__version__} store ({msg.splitlines()[0][:120]})",
                            "pass another --db, or open it with the DuckDB version that wrote it")
     return MetadbError(f"cannot open store {path}: {msg.splitlines()[0]}")
+
+
+def fetch(rel: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of an executed statement.
+
+    DuckDB's Python client needs pytz to turn TIMESTAMP WITH TIME ZONE values into Python objects
+    (`SELECT now()` fails without it); such results go through Arrow, which does not.
+    """
+    if not rel.description:
+        return [], []
+    cols = [d[0] for d in rel.description]
+    if not any("WITH TIME ZONE" in str(d[1]) for d in rel.description):
+        return cols, rel.fetchall()
+    table = rel.to_arrow_table()
+    return cols, list(zip(*(c.to_pylist() for c in table.columns))) if table.num_rows else []
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -94,8 +98,10 @@ def test_known_dataset_with_missing_files_names_path_layout_and_source(runner, t
     r = runner.invoke(cli, ["ingest", "--dataset", "chest", "--root", str(tmp_path), "--db", str(tmp_path / "s.duckdb")])
     assert r.exit_code == 1
     assert r.output.strip() == (
-        f"Error: chest: {tmp_path}/chest_xray not found; expected chest_xray/{{train,val,test}}/{{NORMAL,PNEUMONIA}}/*.jpeg; "
-        "download it from https://data.mendeley.com/datasets/rscbjbr9sj/2 and pass its parent folder with --root")
+        f"Error: chest: not found under {tmp_path} (looked in {tmp_path}/chest_xray, {tmp_path}); "
+        "expected chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg; "
+        "download it from https://data.mendeley.com/datasets/rscbjbr9sj/2 and pass its parent folder "
+        "(or the folder itself) with --root")
 
 
 def test_every_command_has_help_and_is_in_the_readme(runner):
@@ -127,3 +133,59 @@ def test_demo_ingests_real_shipped_images_and_ranks_two_pretrained_models(runner
     scored = api.sql("SELECT source, metric, n FROM scores WHERE target = 'demo-medical' ORDER BY 1, 2", db)[1]
     assert {(s, m) for s, m, _ in scored} == {(s, m) for s in ("efficientnet-lite0", "mobilenet-v2") for m in DEMO_METRICS}
     assert {n for *_, n in scored} == {91}
+
+
+# --- read-only SQL is locked down (issue 9, item 13) ------------------------------------------
+@pytest.mark.parametrize("statement", [
+    "SELECT * FROM read_csv('/etc/passwd', sep = ':')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM sniff_csv('/etc/passwd')",
+    "SELECT * FROM glob('/root/*')",
+    "SELECT * FROM read_parquet('{outside}/x.parquet')",
+    "COPY (SELECT 'x') TO '{db}'",
+    "COPY (SELECT 'x') TO '{outside}/leak.csv'",
+    "COPY (SELECT 'x' AS x) TO '{db}.embeddings/overwrite.parquet'",
+    "EXPORT DATABASE '{outside}/dump'",
+    "ATTACH '{outside}/other.duckdb' AS other",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "SET allowed_directories = ['/']",
+    "SELECT * FROM enable_logging(storage = 'file', storage_path = '{outside}/logs')",
+])
+def test_read_only_sql_cannot_touch_files_outside_the_store(runner, store_with_tex, tmp_path, statement):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.parquet").write_bytes(b"")
+    (tmp_path / "store.duckdb.embeddings").mkdir()
+    before = (tmp_path / "store.duckdb").read_bytes()
+    r = runner.invoke(cli, ["sql", statement.format(db=store_with_tex, outside=outside), "--db", store_with_tex])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("Error: SQL error:") and len(r.output.strip().splitlines()) == 1, r.output
+    assert "--write" in r.output  # the one-line error says how to get file access on purpose
+    assert (tmp_path / "store.duckdb").read_bytes() == before
+    assert sorted(p.name for p in outside.iterdir()) == ["x.parquet"]
+    assert list((tmp_path / "store.duckdb.embeddings").iterdir()) == []
+    assert api.sql("SELECT name, n_images FROM datasets", store_with_tex)[1] == [("tex", 6)]
+
+
+def test_write_mode_keeps_duckdb_file_access(runner, store_with_tex, tmp_path):
+    out = tmp_path / "tex.csv"
+    r = runner.invoke(cli, ["sql", f"COPY (SELECT name FROM datasets) TO '{out}'", "--write", "--db", store_with_tex])
+    assert r.exit_code == 0, r.output
+    assert out.read_text() == "name\ntex\n"
+
+
+def test_select_now_needs_no_pytz(store_with_tex):
+    """DuckDB's Python client needs pytz for TIMESTAMPTZ values; `metadb sql` must work without it."""
+    code = ("import sys; sys.modules['pytz'] = None; from metadb.cli import main; "
+            f"sys.argv = ['metadb', 'sql', 'SELECT now() AS t, 42 AS n', '--csv', '--db', {store_with_tex!r}]; main()")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr + run.stdout
+    header, row = run.stdout.splitlines()
+    assert header == "t,n"
+    t, n = row.rsplit(",", 1)
+    assert n == "42"
+    stamp = datetime.fromisoformat(t)
+    assert stamp.utcoffset() is not None and abs(stamp - datetime.now(timezone.utc)) < timedelta(minutes=5)

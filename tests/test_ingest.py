@@ -165,22 +165,183 @@ def test_killed_ingest_leaves_the_store_as_it_was_and_the_next_run_completes(db,
     snapshot = "SELECT name, n_images, fingerprint FROM datasets ORDER BY name"
     before = _rows(db, snapshot)
     csv = _digits_csv(tmp_path / "digits", copies=3)
+    listed = csv.read_text()
+    os.mkfifo(csv.parent / "img" / "pipe.png")  # decoding blocks here until the test writes it
+    lines = listed.splitlines()
+    csv.write_text("\n".join(lines[:2000] + ["img/pipe.png,0"] + lines[2000:]) + "\n")
     env = {**os.environ, "METADB_DB": db}
     proc = subprocess.Popen([sys.executable, "-m", "metadb.cli", "ingest", "--path", str(csv), "--name", "digits",
                              "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    staging = Path(f"{db}.staging")
-    deadline = time.time() + 60
-    while not any(staging.glob("*/images.parquet")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)  # well inside the per-image work of 5,391 images
-    assert proc.poll() is None, "ingest finished before it could be interrupted"
-    proc.send_signal(sig)
+    fd = _open_fifo_for_writing(csv.parent / "img" / "pipe.png", proc)  # the ingest is now mid-decoding
+    try:
+        assert proc.poll() is None, "ingest finished before it could be interrupted"
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        os.close(fd)  # lets a worker orphaned by SIGKILL see EOF and end (it holds the output pipes)
     out, err = proc.communicate(timeout=60)
+    staging = Path(f"{db}.staging")
     assert proc.returncode != 0
     if sig == signal.SIGINT:
         assert "interrupted; the store is unchanged" in err and "Traceback" not in err
     assert _rows(db, snapshot) == before
     assert _rows(db, "SELECT count(*) FROM images WHERE dataset = 'digits'") == [(0,)]
+    csv.write_text(listed)
     result = api.ingest(db, path=csv, name="digits", workers=2)
     assert (result.status, result.images_ok) == ("ingested", 3 * 1797)
     assert not staging.exists()
+
+
+def _open_fifo_for_writing(fifo: Path, proc: subprocess.Popen, timeout: float = 60) -> int:
+    """Blocks (politely) until the ingest opens the FIFO to decode it: then it is mid-decoding."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody is reading it yet
+            if proc.poll() is not None:
+                raise AssertionError(f"ingest ended before decoding: {proc.communicate()}") from None
+            assert time.time() < deadline, "ingest never started decoding"
+            time.sleep(0.02)
+
+
+def test_readers_work_while_an_ingest_decodes_and_a_writer_waits_for_the_commit(db, tmp_path):
+    """A real ingest process is held in the middle of decoding (one listed image is a FIFO that
+    blocks until written); meanwhile `metadb sql`, `duckdb -readonly` and another writer use the store."""
+    from test_duckdb_cli import _duckdb_cli
+
+    api.ingest(db, path=write_imagefolder(tmp_path / "keep", {"a": "camera"}, size=64, n=3), name="keep", workers=1)
+    root = tmp_path / "slow"
+    write_imagefolder(root, {"b": "brick"}, size=64, n=4)
+    os.mkfifo(root / "b" / "pipe.png")
+    lines = ["path,label"] + [f"b/{k}.png,b" for k in range(2)] + ["b/pipe.png,b"] + [f"b/{k}.png,b" for k in (2, 3)]
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "metadb.cli", "ingest", "--path", str(root / "labels.csv"),
+                             "--name", "slow", "--workers", "1", "--db", db],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        fd = _open_fifo_for_writing(root / "b" / "pipe.png", proc)
+        try:
+            assert api.sql("SELECT name, n_images FROM datasets", db)[1] == [("keep", 3)]
+            cli = subprocess.run([_duckdb_cli(), "-readonly", "-csv", db, "-c", "SELECT count(*) AS n FROM images"],
+                                 capture_output=True, text=True, timeout=60)
+            assert (cli.returncode, cli.stdout) == (0, "n\n3\n"), cli.stderr
+            api.ingest(db, path=write_imagefolder(tmp_path / "other", {"c": "coins"}, size=64, n=2), name="other",
+                       workers=1)  # another writer commits while the first one decodes
+            png = io.BytesIO()
+            Image.fromarray(real_patches("cell", 64, 1)[0]).save(png, "PNG")
+            os.set_blocking(fd, True)
+            os.write(fd, png.getvalue())
+        finally:
+            os.close(fd)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.startswith("slow: 5 images ingested")
+    assert _rows(db, "SELECT name, n_images FROM datasets ORDER BY name") == [("keep", 3), ("other", 2), ("slow", 5)]
+
+
+def test_a_second_writer_fails_in_one_line_or_waits(runner, db, tmp_path):
+    from metadb.cli import cli
+
+    folder = write_imagefolder(tmp_path / "x", {"a": "camera"}, size=64, n=2)
+    api.ingest(db, path=folder, name="keep", workers=1)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); sys.stdin.readline(); time.sleep(1); con.close()", db],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--workers", "1", "--db", db])
+        assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+        assert r.output.startswith(f"Error: store {db} is in use by another metadb process (PID {holder.pid})")
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--workers", "1", "--db", db,
+                                "--wait", "60"])
+        assert r.exit_code == 0, r.output
+        assert r.output.startswith("x: 2 images ingested")
+    finally:
+        holder.communicate("", timeout=30)
+
+
+# --- names, encodings, folders and duplicates the loaders cannot use (issue 9, item 15) -------
+def _errors(db):
+    return _rows(db, "SELECT path, reason FROM ingest_errors ORDER BY path")
+
+
+def test_non_utf8_file_and_class_names_are_recorded_not_fatal(runner, db, tmp_path):
+    from metadb.cli import cli
+
+    root = write_imagefolder(tmp_path / "tex", {"ok": "brick", "cafe": "grass"}, size=64, n=2)
+    os.rename(root / "cafe", os.fsencode(root) + b"/caf\xe9")  # a Latin-1 folder name, as old archives have
+    os.rename(root / "ok" / "0.png", os.fsencode(root / "ok") + b"/x\xff.png")
+    r = runner.invoke(cli, ["ingest", "--path", str(root), "--name", "tex", "--workers", "1", "--db", db])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("tex: 1 images ingested") and ", 3 skipped (see ingest_errors)" in r.output
+    assert "skipped caf\\xe9/0.png: file or folder name is not valid UTF-8" in r.output
+    reason = "file or folder name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8 --notest -r FOLDER)"
+    assert _errors(db) == [("caf\\xe9/0.png", reason), ("caf\\xe9/1.png", reason), ("ok/x\\xff.png", reason)]
+    assert _rows(db, "SELECT label, count FROM classes") == [("ok", 1)]
+
+
+def test_latin1_labels_csv_is_a_one_line_error(runner, db, tmp_path):
+    from metadb.cli import cli
+
+    write_imagefolder(tmp_path / "d", {"img": "brick"}, size=64, n=2)
+    (tmp_path / "d" / "labels.csv").write_bytes("path,label\nimg/0.png,névus\nimg/1.png,mélanome\n".encode("latin-1"))
+    r = runner.invoke(cli, ["ingest", "--path", str(tmp_path / "d" / "labels.csv"), "--workers", "1", "--db", db])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert r.output.strip() == (f"Error: {tmp_path / 'd' / 'labels.csv'} line 2: byte 0xe9 is not UTF-8 (the file looks "
+                                "like Latin-1 or Windows-1252); save it as UTF-8, e.g. iconv -f latin1 -t utf-8 "
+                                "labels.csv > fixed.csv")
+
+
+def test_csv_listing_a_path_twice_counts_it_once_and_says_so(db, tmp_path):
+    write_imagefolder(tmp_path / "d", {"img": "brick"}, size=64, n=3)
+    csv = tmp_path / "d" / "labels.csv"
+    csv.write_text("path,label\nimg/0.png,a\nimg/1.png,b\n./img/0.png,a\nimg/2.png,b\n")
+    result = api.ingest(db, path=csv, name="d", workers=1)
+    assert (result.images_ok, result.images_failed) == (3, 1)
+    assert _errors(db) == [("./img/0.png", "listed twice in labels.csv (lines 2 and 4); counted once")]
+    assert _rows(db, "SELECT label, count FROM classes ORDER BY label") == [("a", 1), ("b", 2)]
+    csv.write_text("path,label\nimg/0.png,a\nimg/1.png,b\nimg/0.png,b\n")
+    with pytest.raises(MetadbError, match=r"labels.csv lines 2 and 4 both list img/0.png, as a and b; keep the row"):
+        api.ingest(db, path=csv, name="d", workers=1)
+
+
+def test_symlinked_class_folders_are_followed_once_and_broken_links_recorded(db, tmp_path):
+    root = write_imagefolder(tmp_path / "tex", {"brick": "brick"}, size=64, n=2)
+    elsewhere = write_imagefolder(tmp_path / "elsewhere", {"grass": "grass"}, size=64, n=3)
+    (root / "grass").symlink_to(elsewhere / "grass")  # a class assembled from another folder
+    (root / "grass-again").symlink_to(elsewhere / "grass")  # the same images a second time
+    (root / "gone").symlink_to(tmp_path / "deleted")
+    result = api.ingest(db, path=root, name="tex", workers=1)
+    assert result.images_ok == 5
+    assert result.notes == [f"followed symlinked folder {root / 'grass'} -> {elsewhere / 'grass'}"]
+    assert _errors(db) == [("gone", f"broken symlink to {tmp_path / 'deleted'}; not read"),
+                           ("grass-again", f"same folder as {root / 'grass'} (symlink); its images are read once")]
+    assert _rows(db, "SELECT label, count FROM classes ORDER BY label") == [("brick", 2), ("grass", 3)]
+
+
+def test_an_unreadable_class_folder_is_recorded(db, tmp_path):
+    """Run as a real process without the power to read what its permissions forbid (root gets it
+    dropped with setpriv, since root reads any folder)."""
+    import shutil
+
+    root = write_imagefolder(tmp_path / "tex", {"brick": "brick", "grass": "grass"}, size=64, n=2)
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot make a folder unreadable")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    (root / "grass").chmod(0)
+    try:
+        run = subprocess.run(prefix + [sys.executable, "-m", "metadb.cli", "ingest", "--path", str(root), "--name", "tex",
+                                       "--workers", "1", "--db", db], capture_output=True, text=True, timeout=120)
+    finally:
+        (root / "grass").chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("tex: 2 images ingested") and "1 skipped" in run.stdout
+    assert _errors(db) == [("grass", "cannot list folder (Permission denied); its images were not read")]

@@ -304,3 +304,80 @@ def test_every_catalog_layout_is_a_registered_loader():
         if info.layout:
             assert info.layout in loaders, info.name
         assert info.domain in ("medical", "natural") and info.label_type in ("single-label", "multi-label", "ordinal")
+
+
+# --- published folder names (issue 9, item 16) -------------------------------------------------
+def _write_layout(name: str, folder: Path) -> None:
+    """`folder` holds the dataset in exactly its published layout."""
+    if name == "kimia":
+        kimia_fixture(folder)
+    elif name == "chest":
+        assert folder.name == "chest_xray"
+        chest_fixture(folder.parent)
+    elif name == "isic":
+        isic_fixture(folder)
+    elif name == "pcam":
+        pcam_fixture(folder)
+    elif name == "stl10":
+        stl10_fixture(folder)
+    elif name == "textures":
+        from conftest import write_imagefolder
+
+        write_imagefolder(folder, {"banded": "brick", "braided": "grass"}, n=2, fmt="jpg")
+    else:
+        medmnist_fixture(folder, name, 10)
+
+
+PUBLISHED_FOLDERS = [  # (dataset, folder name): what its download unpacks to and what the studies' code reads
+    ("kimia", "kimia_path_960"),  # cats-scans src/io/data_paths.py
+    ("kimia", "KimiaPath960"),
+    ("chest", "chest_xray"),  # the Mendeley archive and cats-scans
+    ("isic", "ISIC2018"),  # cats-scans: {home}/ISIC2018/ISIC2018_Task3_Training_Input
+    ("pcam", "pcam"),
+    ("pcam", "PCam"),  # cats-scans src/io/pcam_converter.py reads the .h5 files from PCam/
+    ("stl10", "stl10_binary"),  # the STL-10 tarball and cats-scans
+    ("textures", "dtd/images"),  # the DTD tarball and cats-scans
+    ("bloodmnist", ".medmnist"),  # the medmnist package's download folder
+]
+
+
+@pytest.mark.parametrize("name,folder", PUBLISHED_FOLDERS)
+def test_known_dataset_is_found_under_its_published_folder_name_or_as_root_itself(tmp_path, name, folder):
+    data = tmp_path / "data"
+    _write_layout(name, data / folder)
+    info = catalog.get(name)
+    assert info.locate(data) == data / folder  # --root is the parent folder
+    assert info.locate(data / folder) == data / folder  # --root is the dataset folder itself
+
+
+def test_kimia_ingests_from_the_folder_name_the_study_uses(tmp_path, db):
+    kimia_fixture(tmp_path / "data" / "kimia_path_960")
+    result = api.ingest(db, dataset="kimia", root=tmp_path / "data", workers=1)
+    assert (result.images_ok, result.notes) == (6, [])
+    assert api.sql("SELECT root FROM datasets", db)[1] == [(str(tmp_path / "data" / "kimia_path_960"),)]
+
+
+def test_two_copies_under_published_names_are_reported_and_the_first_used(tmp_path, db):
+    kimia_fixture(tmp_path / "kimia_path_960")
+    kimia_fixture(tmp_path / "KimiaPath960")
+    result = api.ingest(db, dataset="kimia", root=tmp_path, workers=1)
+    assert result.notes == [f"kimia: read {tmp_path / 'kimia_path_960'}; also found {tmp_path / 'KimiaPath960'} "
+                            "(pass it as --root to use it)"]
+
+
+def test_files_directly_in_root_still_work_and_a_folder_of_other_images_is_not_a_known_dataset(tmp_path):
+    isic_fixture(tmp_path / "isic")
+    assert catalog.get("isic").locate(tmp_path / "isic") == tmp_path / "isic"
+    medmnist_fixture(tmp_path / "mm", "bloodmnist", 10)
+    assert catalog.get("blood").locate(tmp_path / "mm") == tmp_path / "mm"
+    from conftest import write_imagefolder
+
+    write_imagefolder(tmp_path / "photos" / "mine", {"a": "brick"}, n=1)
+    with pytest.raises(MetadbError, match=r"textures: not found under .*photos \(looked in .*photos/dtd/images, .*photos/images\)"):
+        catalog.get("textures").locate(tmp_path / "photos")
+
+
+def test_a_published_folder_without_the_layout_gets_the_loaders_own_message(tmp_path):
+    (tmp_path / "chest_xray" / "train" / "NORMAL").mkdir(parents=True)
+    with pytest.raises(MetadbError, match=r"chest_xray/train/PNEUMONIA not found; expected chest_xray/train/"):
+        catalog.get("chest").locate(tmp_path)

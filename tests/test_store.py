@@ -5,8 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from metadb import store
@@ -106,3 +110,75 @@ def test_query_macros_are_persistent_and_commented(db):
         assert comment and comment[0].startswith("Which pairs of ingested datasets share images")
     finally:
         raw.close()
+
+
+def test_read_only_handle_reads_only_the_store_and_its_own_folders(db, tmp_path):
+    """The Python API's read path (store.connect(read_only=True)) is locked down like `metadb sql`."""
+    store.connect(db).close()
+    own = Path(f"{db}.embeddings")
+    own.mkdir()
+    pq.write_table(pa.table({"image_id": ["a", "b"], "x": [1.0, 2.0]}), own / "rows.parquet")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a,b\n1,2\n")
+    con = store.connect(db, read_only=True)
+    try:
+        assert con.execute(f"SELECT sum(x) FROM read_parquet('{own}/*.parquet')").fetchone() == (3.0,)
+        for statement in (f"SELECT * FROM read_csv('{outside}')", "SELECT * FROM glob('/root/*')",
+                          f"COPY (SELECT 1) TO '{tmp_path}/out.csv'", f"ATTACH '{tmp_path}/o.duckdb'"):
+            with pytest.raises(duckdb.PermissionException):
+                con.execute(statement)
+        with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
+            con.execute("SET enable_external_access = true")
+    finally:
+        con.close()
+    assert not (tmp_path / "out.csv").exists()
+    con = store.connect(db, read_only=True, external_access=True)  # asked for on purpose
+    try:
+        assert con.execute(f"SELECT a FROM read_csv('{outside}')").fetchall() == [(1,)]
+    finally:
+        con.close()
+
+
+def test_every_query_macro_runs_on_a_locked_down_handle(db, tmp_path):
+    from conftest import write_imagefolder
+    from metadb import api, queries
+
+    api.ingest(db, path=write_imagefolder(tmp_path / "a", {"x": "brick", "y": "grass"}, n=2), name="a", workers=1)
+    api.ingest(db, path=write_imagefolder(tmp_path / "b", {"x": "brick"}, n=2), name="b", workers=1)
+    args = {"target": "a", "to": "a", "dataset": "a"}
+    for q in queries.all_queries():
+        if q.run is None:
+            params = {p.name: args[p.name] for p in q.params if p.required}
+            cols, _ = api.query(q.name, db, **params)
+            assert cols == [c.name for c in q.columns], q.name
+    assert api.query("overlap", db)[1] == [("a", "b", 2, 0.5, 1.0)]
+
+
+def test_second_writer_waits_for_the_lock_or_fails_in_one_line(db):
+    store.connect(db).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time, duckdb
+            con = duckdb.connect({db!r})
+            print("locked", flush=True)
+            sys.stdin.readline()
+            time.sleep(1.0)
+            con.close()
+            print("released", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        with pytest.raises(StoreInUseError, match=r"in use by another metadb process \(PID \d+\), still after waiting 0.5 s") as e:
+            store.connect(db, wait=0.5)
+        assert 0.4 < time.monotonic() - t0 < 5 and "\n" not in str(e.value)
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        con = store.connect(db, wait=30)  # the holder lets go after ~1 s
+        con.close()
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        holder.communicate("", timeout=30)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
 from metadb.errors import MetadbError
-from metadb.loaders.base import Loader, image_files, register_loader
+from metadb.loaders.base import Loader, image_files, register_loader, walk_images
 from metadb.records import Record
 
 SPLITS = ("train", "val", "test")
@@ -30,10 +31,18 @@ class ChestXray(Loader):
         return [f for s in SPLITS for c in CLASSES if (self.root / s / c).is_dir()
                 for f in image_files(self.root / s / c)]
 
-    def records(self) -> Iterator[Record]:
-        for f in self.input_files():
-            rel = f.relative_to(self.root)
-            yield Record(rel.as_posix(), rel.as_posix(), (rel.parts[1],), rel.parts[0], file=f)
+    def read(self) -> Iterator[Record]:
+        for s in SPLITS:
+            for c in CLASSES:
+                if not (self.root / s / c).is_dir():
+                    continue
+                files, problems, notes = walk_images(self.root / s / c)
+                for path, reason in problems:
+                    self.skip(os.path.relpath(path, self.root), reason)
+                self.notes += notes
+                for f in files:
+                    rel = f.relative_to(self.root)
+                    yield Record(rel.as_posix(), rel.as_posix(), (rel.parts[1],), rel.parts[0], file=f)
 
     def class_names(self) -> list[str]:
         return list(CLASSES)

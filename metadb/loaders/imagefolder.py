@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
 from metadb.errors import MetadbError
-from metadb.loaders.base import Loader, image_files, register_loader
+from metadb.loaders.base import Loader, image_files, register_loader, walk_images
 from metadb.records import Record
 
 SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test"})
@@ -29,9 +30,13 @@ class ImageFolder(Loader):
     def input_files(self) -> list[Path]:
         return [p for p in image_files(self.root) if p.parent != self.root]
 
-    def records(self) -> Iterator[Record]:
+    def read(self) -> Iterator[Record]:
+        files, problems, notes = walk_images(self.root)
+        for path, reason in problems:
+            self.skip(os.path.relpath(path, self.root), reason)
+        self.notes += notes
         split_level = self._has_splits()
-        for f in self.input_files():
+        for f in (f for f in files if f.parent != self.root):
             rel = f.relative_to(self.root)
             split = rel.parts[0] if split_level else None
             label = rel.parts[1] if split_level else rel.parts[0]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Iterator
 
 from metadb.errors import MetadbError
-from metadb.loaders.base import Loader, register_loader
+from metadb.loaders.base import Loader, read_csv_text, register_loader
 from metadb.records import Record
 
 PARTS = (("Training", "train"), ("Validation", "validation"), ("Test", "test"))
@@ -40,8 +39,7 @@ class Isic2018(Loader):
             raise MetadbError(f"{self.root / 'ISIC2018_Task3_Training_GroundTruth' / 'ISIC2018_Task3_Training_GroundTruth.csv'} not found; "
                               "expected the one-hot ground truth image,MEL,NV,BCC,AKIEC,BKL,DF,VASC")
         for _, _, truth, _ in self._parts():
-            with truth.open(newline="", encoding="utf-8-sig") as fh:
-                header = next(csv.reader(fh), [])
+            header = (read_csv_text(truth) or [[]])[0]
             if not header or header[0] != "image" or len(header) < 3:
                 raise MetadbError(f"{truth}: header {','.join(header) or '(empty)'}; expected image,MEL,NV,BCC,AKIEC,BKL,DF,VASC")
 
@@ -49,17 +47,14 @@ class Isic2018(Loader):
         return [p for _, _, truth, images in self._parts() for p in (truth, *sorted(images.glob("*.jpg")))]
 
     def class_names(self) -> list[str]:
-        with self._truth("Training").open(newline="", encoding="utf-8-sig") as fh:
-            return next(csv.reader(fh))[1:]
+        return read_csv_text(self._truth("Training"))[0][1:]
 
-    def records(self) -> Iterator[Record]:
+    def read(self) -> Iterator[Record]:
         for _, split, truth, images in self._parts():
-            with truth.open(newline="", encoding="utf-8-sig") as fh:
-                reader = csv.reader(fh)
-                classes = next(reader)[1:]
-                for line, row in enumerate(reader, start=2):
-                    if not row:
-                        continue
+            rows = read_csv_text(truth)
+            classes = rows[0][1:]
+            for line, row in enumerate(rows[1:], start=2):
+                if row:
                     yield self._record(truth, line, row, classes, split, images)
 
     def _record(self, truth: Path, line: int, row: list[str], classes: list[str], split: str, images: Path) -> Record:

@@ -30,7 +30,7 @@ class Kimia(Loader):
         return sorted(p for p in self.root.iterdir()
                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
-    def records(self) -> Iterator[Record]:
+    def read(self) -> Iterator[Record]:
         for f in sorted(self.input_files(), key=_natural):
             m = NAME.match(f.stem)
             if not m:

@@ -90,7 +90,7 @@ class MedMnist(Loader):
     def class_names(self) -> list[str]:
         return list(LABELS[self.flag])
 
-    def records(self) -> Iterator[Record]:
+    def read(self) -> Iterator[Record]:
         f = self.npz()
         names = LABELS[self.flag]
         with zipfile.ZipFile(f) as z:

@@ -71,7 +71,7 @@ class PatchCamelyon(Loader):
         rng = np.random.default_rng(self.params.get("seed", 0))
         return np.sort(rng.choice(self._length("train"), size=subset, replace=False))
 
-    def records(self) -> Iterator[Record]:
+    def read(self) -> Iterator[Record]:
         import h5py
 
         chosen = self.subset_indices()

@@ -48,7 +48,7 @@ class Stl10(Loader):
     def class_names(self) -> list[str]:
         return [n.strip() for n in (self.root / "class_names.txt").read_text().splitlines() if n.strip()]
 
-    def records(self) -> Iterator[Record]:
+    def read(self) -> Iterator[Record]:
         names = self.class_names()
         for split in self._splits():
             labels = np.fromfile(self.root / f"{split}_y.bin", dtype=np.uint8)  # 1 byte per image
