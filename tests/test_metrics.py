@@ -304,18 +304,44 @@ def test_logme_increases_with_class_separability():
     assert logme(f, names) == pytest.approx(logme(f, y), rel=1e-12)
 
 
-def test_logme_on_rank_deficient_features():
-    from metadb.metrics.logme import fit
+def dead_relu_features(n=2000, d=54, c=5, dead=0, seed=1):
+    """ReLU features of c classes with `dead` all-zero (dead-unit) columns in front."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    f = np.maximum(rng.normal(size=(c, d))[y] + rng.normal(size=(n, d)), 0)
+    return np.concatenate([np.zeros((n, dead)), f], axis=1), y
 
-    rng = np.random.default_rng(1)
-    y = np.arange(2000) % 5
-    f = np.maximum(rng.normal(size=(5, 54))[y] + rng.normal(size=(2000, 54)), 0)
-    dead = np.concatenate([np.zeros((2000, 10)), f], axis=1)  # ten dead ReLU units
-    # a null direction carries no signal: alpha and beta are unchanged, and the prior over the 10
-    # extra weights adds (10 / 2N) log alpha to each class's evidence / N (exact arithmetic; the
-    # authors' code keeps those directions as rounding noise and gives 0.4239 against 0.4409 here)
-    _, alpha, _ = fit(f, (y[:, None] == np.arange(5)).astype(float))
-    assert logme(dead, y) - logme(f, y) == pytest.approx(np.mean(10 / (2 * 2000) * np.log(alpha)), rel=1e-9)
+
+def with_zero_columns(f, k):
+    return np.concatenate([f, np.zeros((len(f), k))], axis=1)
+
+
+# thuml/LogME `LogME().fit` on rank-deficient features. N > D: dead (all-zero) columns leave the
+# evidence unchanged (the marginal likelihood integrates their weights out). N < D: the authors'
+# code counts D in the prior term but only the N eigenvalues of F F^T in log|A|, so there each
+# zero column moves the score by log(alpha) / 2N; metadb keeps the published definition.
+REFERENCE_LOGME_RANK_DEFICIENT = {
+    "relu, 20 dead of 74": (lambda: dead_relu_features(dead=20), 0.3126099557525545),
+    "relu, no dead units": (lambda: dead_relu_features(dead=0), 0.31260995575255496),
+    "N > D, 20 zero columns": (lambda: (with_zero_columns(problem(200, 32, 4, 0)[0], 20), problem()[1]),
+                               0.09889450294955232),
+    "N < D, 20 zero columns": (lambda: (with_zero_columns(*problem(40, 64, 3, 1)[:1], 20), problem(40, 64, 3, 1)[1]),
+                               3.7881187083018837),
+    "N > D, 5 duplicated columns": (lambda: (np.concatenate([problem()[0], problem()[0][:, :5]], axis=1),
+                                             problem()[1]), 0.09479517110695394),
+}
+
+
+@pytest.mark.parametrize("case", REFERENCE_LOGME_RANK_DEFICIENT)
+def test_logme_on_rank_deficient_features_against_thuml_logme(case):
+    make, reference = REFERENCE_LOGME_RANK_DEFICIENT[case]
+    f, y = make()
+    assert logme(f, y) == pytest.approx(reference, rel=1e-10)
+
+
+def test_logme_dead_columns_change_nothing_when_n_exceeds_d():
+    f, y = dead_relu_features(dead=0)
+    assert logme(dead_relu_features(dead=20)[0], y) == pytest.approx(logme(f, y), rel=1e-12)
     # duplicated rows with N < D: the N x N Gram is singular, the zero eigenvalues are kept exactly
     g, gy, *_ = problem(30, 64, 3, 2)
     twice = np.concatenate([g, g])
