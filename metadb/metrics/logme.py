@@ -23,7 +23,7 @@ TOLERANCE = 1e-3  # ... or when alpha/beta changes by less than this, relatively
 RANK_EPS = 1e-10  # singular values at or below this are always dropped when N > D, as the authors' truncated SVD
 
 
-@register_metric("logme", version="3", needs="features", multilabel=True)
+@register_metric("logme", version="3", needs="features", multilabel=True, saturates=True)
 def logme(features, labels) -> float:
     """LogME of features (N x D) for class labels (N,), or the mean over labels of a 0/1 multi-label matrix (N x L).
 
