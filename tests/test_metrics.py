@@ -451,3 +451,19 @@ def test_sfda_at_its_bound_on_separable_classes_is_flagged_and_informative_score
     assert saturation("sfda", sfda, g, 4, sfda(g, gy)) is None
     assert saturation("hscore", hscore, g, 4, hscore(g, gy)) is None
     assert saturation("logme", logme, g, 4, logme(g, gy)) is None  # no declared bound
+
+
+def test_published_sfda_is_one_for_every_source_where_n_is_at_most_resnet18s_d(reference):
+    """Juodelyte et al. 2024: 100 training images per class, ResNet-18's 512 features. Where
+    N = 100 C <= 512 - 1 (breast- and pneumoniamnist: C = 2; octmnist: C = 4) SFDA is 1.0 for all
+    15 sources (to 1e-6, metadb's AT_BOUND), so it cannot rank them; with N > D (bloodmnist, C = 8) it varies."""
+    from metadb.metrics.saturation import AT_BOUND
+
+    import csv
+
+    with open(reference / "juodelyte-2024" / "results" / "sfda_dataset.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    column = lambda t: [float(r[t]) for r in rows if r[t]]  # noqa: E731
+    for target in ("breastmnist", "pneumoniamnist", "octmnist"):
+        assert len(column(target)) == 15 and all(abs(v - 1.0) <= AT_BOUND for v in column(target)), target
+    assert len(set(column("bloodmnist"))) == 15 and min(column("bloodmnist")) < 0.95
