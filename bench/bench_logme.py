@@ -1,6 +1,7 @@
 """LogME benchmark: metadb's `logme` against the authors' numpy implementation, timed in the same run.
 
-Seeded features with class structure, N=10,000, D=1280, C=10 by default. The reference is
+Seeded features with class structure, N=10,000, D=1280, C=10 by default; --dead K appends K
+all-zero columns (dead ReLU units), where the scores must still agree. The reference is
 thuml/LogME's LogME.py (`LogME().fit`, its default fixed-point path), imported from the folder
 given by --reference or $LOGME_REFERENCE, never from the project. LogME.py imports numba for its
 other (ICML) path only; if numba is not installed a stub that leaves functions un-jitted stands in.
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=1280)
     ap.add_argument("--c", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dead", type=int, default=0, help="append this many all-zero (dead ReLU) feature columns")
     args = ap.parse_args()
     if not args.reference or not os.path.isfile(os.path.join(args.reference, "LogME.py")):
         found = f" ({args.reference!r} has no LogME.py)" if args.reference else ""
@@ -76,6 +78,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     y = np.arange(args.n) % args.c
     f = rng.normal(size=(args.c, args.d))[y] * 0.5 + rng.normal(size=(args.n, args.d))
+    f = np.concatenate([f, np.zeros((args.n, args.dead))], axis=1)
 
     def reference():
         model = LogME(regression=False)
@@ -85,7 +88,7 @@ def main() -> None:
     t_ours, ours = best_of(args.repeat, lambda: logme(f, y))
     onehot = (y[:, None] == np.arange(args.c)).astype(np.float64)
     _, alpha, beta = fit(f, onehot)
-    print(f"LogME N={args.n} D={args.d} C={args.c}, best of {args.repeat}")
+    print(f"LogME N={args.n} D={args.d} (+{args.dead} dead columns) C={args.c}, best of {args.repeat}")
     print(f"  reference (thuml/LogME LogME().fit): {t_ref:.3f} s")
     print(f"  metadb logme:                        {t_ours:.3f} s")
     print(f"  speed-up: {t_ref / t_ours:.1f}x")

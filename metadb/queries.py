@@ -204,5 +204,10 @@ def run(con, name: str, **kwargs: Any) -> tuple[list[str], list[tuple]]:
         elif v is not None:
             args.append(f'"{p.name}" := ?')  # quoted: a parameter may be a keyword (best_source's `by`)
             values.append(v)
-    rel = con.execute(f"SELECT * FROM {q.name}({', '.join(args)})", values)
-    return [d[0] for d in rel.description], rel.fetchall()
+    import duckdb
+
+    try:
+        rel = con.execute(f"SELECT * FROM {q.name}({', '.join(args)})", values)
+        return [d[0] for d in rel.description], rel.fetchall()
+    except duckdb.InvalidInputException as e:  # a query's own error('...') on a bad parameter value
+        raise MetadbError(f"query {q.name}: {str(e).removeprefix('Invalid Input Error: ')}") from None

@@ -13,14 +13,18 @@ Three kinds of score, by what they need:
   normalisation, over the models its `params` name.
 
 All scores of one call are written in one transaction, each with metric version, parameters,
-N, seed and runtime.
+N, seed and runtime. A score that reached its metric's bound because the features interpolate
+the target (H-score C - 1, SFDA 1.0 when N <= D; `metadb.metrics.saturation`) is stored with
+flags ['saturated'] and the reason in its params, and the call warns in one line; with
+`saturated="pca"` such a metric is scored on PCA-reduced features instead (flags ['pca'],
+`pca_dims` and the saturated value in params).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,7 @@ MODEL_METRICS = {"fu": "1"}  # need the model, not its outputs
 CANDIDATE_METRICS = {"ncti": "1", "lpfu": "1"}  # normalised across the candidates of one target
 FU_IMAGES = 512  # FU's seeded subset: 6 batches of 85 images through a backward pass
 SEED = 0
+SATURATED = ("flag", "pca")  # what to do with a score at its bound on interpolating features
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Score:
     params: dict
     n: int
     runtime_s: float
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +56,7 @@ class ScoreResult:
     columns: list[str]
     rows: list[tuple]
     skipped: list[str]  # under --metrics all: "metric for model: why"
+    warnings: list[str] = field(default_factory=list)  # "metric for model: why it says nothing"
 
 
 def known_metrics() -> list[str]:
@@ -92,13 +99,19 @@ def applicable(metric: str, has_head: bool, multilabel: bool) -> str | None:
 
 
 def score(db, target: str, model_names: list[str] | None, metric_names: list[str], split: str = "train",
-          device: str | None = None, fu_images: int = FU_IMAGES, seed: int = SEED) -> ScoreResult:
+          device: str | None = None, fu_images: int = FU_IMAGES, seed: int = SEED,
+          saturated: str = "flag") -> ScoreResult:
     """Score the chosen models on the target with the chosen metrics; store and return the scores.
+
+    `saturated`: "flag" stores a score at its bound on interpolating features flagged and warns;
+    "pca" scores that metric again on PCA-reduced features (the remedy) and stores that instead.
 
     A metric named explicitly that cannot run (no source head, a multi-label target, FU on a
     target whose triplet loss is 0) is an error; under `all` it is skipped where it cannot run,
     and the result says what was skipped and why.
     """
+    if saturated not in SATURATED:
+        raise MetadbError(f"saturated: {saturated!r}; expected one of {', '.join(SATURATED)}")
     explicit = metric_names != ["all"]
     wanted = resolve_metrics(metric_names)
     db_path = Path(db) if db is not None else store.default_path()
@@ -123,10 +136,16 @@ def score(db, target: str, model_names: list[str] | None, metric_names: list[str
                                   "score two or more models together (--models all)")
             wanted = [m for m in wanted if m not in CANDIDATE_METRICS]
         scores, skipped = _score_models(con, db_path, models, target, split, device, wanted, multilabel, fu_images,
-                                        seed, explicit)
+                                        seed, explicit, saturated)
         _store(con, target, scores, [m for m in wanted if m in CANDIDATE_METRICS], seed)
-        return ScoreResult(["model", "metric", "value", "n", "runtime_s"],
-                           [(s.model, s.metric, s.value, s.n, round(s.runtime_s, 4)) for s in scores], skipped)
+        warnings = [f"{s.metric} for {s.model}: {s.params['saturated']}; stored flagged 'saturated' "
+                    f"(--saturated pca scores it on PCA features{', or use shrinkage_hscore' if s.metric == 'hscore' else ''})"
+                    for s in scores if "saturated" in s.flags]
+        warnings += [f"{s.metric} for {s.model}: {s.params['saturated']}; scored on {s.params['pca_dims']} PCA "
+                     f"dimensions instead (flag 'pca')" for s in scores if "pca" in s.flags]
+        return ScoreResult(["model", "metric", "value", "n", "runtime_s", "flags"],
+                           [(s.model, s.metric, s.value, s.n, round(s.runtime_s, 4), ",".join(s.flags))
+                            for s in scores], skipped, warnings)
     finally:
         con.close()
 
@@ -143,7 +162,7 @@ def _chosen_models(con, model_names: list[str] | None) -> list[tuple]:
 
 
 def _score_models(con, db_path, models, target, split, device, wanted, multilabel, fu_images, seed,
-                  explicit) -> tuple[list[Score], list[str]]:
+                  explicit, saturated="flag") -> tuple[list[Score], list[str]]:
     """Every wanted score of every model, and (under `all`) what was skipped and why."""
     from metadb.analyses.score_combination import minmax_product
     from metadb.metrics import metrics
@@ -176,12 +195,14 @@ def _score_models(con, db_path, models, target, split, device, wanted, multilabe
                 else:
                     fn = metrics.entry(m).factory
                     value, n, version, params = float(fn(inputs[fn.needs], y)), len(y), metrics.entry(m).version, base
+                    value, params, flags = _check_saturation(m, fn, inputs[fn.needs], y, value, params, saturated)
             except MetadbError as e:
                 if explicit:
                     raise
                 skipped.append(f"{m} for {name}: {e}")
                 continue
-            out.append(Score(name, m, value, version, params, n, time.perf_counter() - t0))
+            out.append(Score(name, m, value, version, params, n, time.perf_counter() - t0,
+                             flags if m != "fu" else []))
             values[(name, m)] = value
         if "ncti" in wanted:
             t0 = time.perf_counter()
@@ -201,6 +222,24 @@ def _score_models(con, db_path, models, target, split, device, wanted, multilabe
             out += [Score(m, "lpfu", float(v), CANDIDATE_METRICS["lpfu"], {**base, "normalised_over": over},
                           n_images, 0.0) for m, v in zip(over, lpfu)]
     return out, skipped
+
+
+def _check_saturation(m: str, fn, f: np.ndarray, y: np.ndarray, value: float, params: dict,
+                      saturated: str) -> tuple[float, dict, list[str]]:
+    """(value, params, flags) of a score, flagged or remedied when it sits at its metric's bound."""
+    from metadb.metrics.saturation import pca_dims, reduce, saturation
+
+    if fn.needs != "features" or not fn.saturates:
+        return value, params, []
+    n_classes = int(y.max()) + 1 if y.ndim == 1 else 2  # a multi-label target: L binary ones
+    why = saturation(m, fn, f, n_classes, value)
+    if why is None:
+        return value, params, []
+    if saturated == "flag":
+        return value, {**params, "saturated": why}, ["saturated"]
+    remedied = float(fn(reduce(f, n_classes), y))
+    return remedied, {**params, "pca_dims": min(pca_dims(len(f), n_classes), f.shape[1]),
+                      "saturated_value": value, "saturated": why}, ["pca"]
 
 
 def _fu(con, model_row: tuple, target: str, split: str, device: str | None, max_images: int,
@@ -246,6 +285,7 @@ def _store(con, target: str, scores: list[Score], normalised: list[str], seed: i
         con.executemany("DELETE FROM scores WHERE source = ? AND target = ? AND metric = ? AND file IS NULL",
                         [[s.model, target, s.metric] for s in scores])
         con.executemany("""INSERT INTO scores (source, target, metric, value, metric_version, params, n, seed,
-                           runtime_s, computed_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), 'computed')""",
+                           runtime_s, computed_at, origin, flags)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), 'computed', ?)""",
                         [[s.model, target, s.metric, s.value, s.version, json.dumps(s.params), s.n, seed,
-                          s.runtime_s] for s in scores])
+                          s.runtime_s, s.flags or None] for s in scores])

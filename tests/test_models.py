@@ -175,3 +175,30 @@ def test_a_multi_label_target_is_scored_label_by_label_by_logme_only(runner, db,
     order = np.argsort(np.array(LABELS["chestmnist"])[present])  # the store's columns are in label-name order
     y = arrays["train_labels"][:, present][:, order]
     assert rows[0][1] == pytest.approx(logme(f, y), rel=1e-12)
+
+
+def test_saturated_scores_are_stored_flagged_with_a_warning_or_remedied_by_pca(runner, target):
+    # 18 real texture patches, 3 classes, 1280-d features: N <= D, so H-score is C - 1 = 2 for any features
+    runner.invoke(cli, ["models", "add", "lite0", "--arch", "tf_efficientnet_lite0", "--source", "imagenet",
+                        "--db", target])
+    r = runner.invoke(cli, ["score", "--target", "tgt", "--metrics", "hscore,logme", "--split", "", "--db", target])
+    assert r.exit_code == 0, r.output
+    warnings = r.stderr.splitlines()
+    assert warnings[0] == (
+        "warning: hscore for lite0: hscore = 2 is its bound for any features: N = 18 images, features of rank 17 "
+        "(D = 1280) fit any labelling of them; stored flagged 'saturated' (--saturated pca scores it on PCA "
+        "features, or use shrinkage_hscore)")
+    assert len(warnings) == 2 and warnings[1].startswith("warning: logme for lite0: logme = ") and \
+        "does not depend on the labels: N = 18 images" in warnings[1]
+    rows = api.sql("SELECT metric, value, flags, json_extract_string(params, '$.saturated') IS NOT NULL FROM scores "
+                   "ORDER BY metric", target)[1]
+    assert rows[0][0] == "hscore" and rows[0][1] == pytest.approx(2.0, abs=1e-6) and rows[0][2:] == (["saturated"], True)
+    assert rows[1][0] == "logme" and rows[1][2:] == (["saturated"], True)
+    r = runner.invoke(cli, ["score", "--target", "tgt", "--metrics", "hscore", "--split", "", "--saturated", "pca",
+                            "--db", target])
+    assert r.exit_code == 0, r.output
+    assert "scored on 4 PCA dimensions instead (flag 'pca')" in r.stderr  # N / 4
+    value, flags, params = api.sql("SELECT value, flags, params FROM scores WHERE metric = 'hscore'", target)[1][0]
+    params = json.loads(params)
+    assert flags == ["pca"] and params["pca_dims"] == 4 and params["saturated_value"] == pytest.approx(2.0, abs=1e-6)
+    assert 0 < value < params["saturated_value"] - 1e-4  # three well-separated textures: still near 2

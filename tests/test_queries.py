@@ -38,8 +38,8 @@ def test_overlap_finds_shared_images_and_their_share(db, tmp_path):
     for name, folder in (("a", a), ("b", b)):
         api.ingest(db, path=folder, name=name, workers=1)
     cols, rows = api.query("overlap", db)
-    assert cols == ["dataset_a", "dataset_b", "shared_hashes", "share_a", "share_b"]
-    assert rows == [("a", "b", 4, 0.5, 0.5)]
+    assert cols == ["dataset_a", "dataset_b", "matched_pairs", "share_a", "share_b", "max_distance"]
+    assert rows == [("a", "b", 4, 0.5, 0.5, 4)]
     assert api.query("overlap", db, dataset="zzz")[1] == []
 
 

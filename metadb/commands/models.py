@@ -47,17 +47,23 @@ def models_list(db, fmt) -> None:
                    "nleep, gbc, ncti, fu, lpfu.")
 @click.option("--split", default="train", show_default=True, help="Target split scored ('' for every image).")
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present).")
+@click.option("--saturated", type=click.Choice(["flag", "pca"]), default="flag", show_default=True,
+              help="A score at its bound because the features fit any labelling (H-score, SFDA when N <= D): "
+                   "store it flagged, or score it on PCA features.")
 @db_option
 @output_options
-def score(target, model_names, metric_names, split, device, db, fmt) -> None:
+def score(target, model_names, metric_names, split, device, saturated, db, fmt) -> None:
     """Score models on a target with transferability metrics (features extracted once, cached)."""
     from metadb.scoring import score as run
 
     names = None if model_names == "all" else [m.strip() for m in model_names.split(",")]
-    result = run(db, target, names, [m.strip() for m in metric_names.split(",")], split, device)
+    result = run(db, target, names, [m.strip() for m in metric_names.split(",")], split, device,
+                 saturated=saturated)
     render(result.columns, result.rows, fmt=fmt)
     for why in result.skipped:
         click.echo(f"skipped {why}", err=True)
+    for why in result.warnings:
+        click.echo(f"warning: {why}", err=True)
 
 
 COMMANDS = [models, score]

@@ -25,11 +25,15 @@ metrics: Registry[Callable[..., float]] = Registry("metric")
 NEEDS = ("features", "source_probs", "pseudo_labels")
 
 
-def register_metric(name: str, version: str = "1", needs: str = "features", multilabel: bool = False):
+def register_metric(name: str, version: str = "1", needs: str = "features", multilabel: bool = False,
+                    saturates: bool = False, bound: Callable[[int], float] | None = None):
     """Register a metric function; `needs` says which model output it scores.
 
     The function is called as `fn(array, labels, **params)` and returns a float, higher meaning
-    more transferable. `multilabel` says it also takes an (N, L) 0/1 label matrix.
+    more transferable. `multilabel` says it also takes an (N, L) 0/1 label matrix. `saturates`
+    says its value stops depending on the labels when the features interpolate the target (a
+    linear model fitted in-sample), and `bound(C)` is the value it then takes for a C-class target
+    (H-score C - 1, SFDA 1.0); see `metadb.metrics.saturation`.
     """
     if needs not in NEEDS:
         raise ValueError(f"needs must be one of {NEEDS}, not {needs!r}")
@@ -37,6 +41,8 @@ def register_metric(name: str, version: str = "1", needs: str = "features", mult
     def decorate(fn: Callable[..., float]) -> Callable[..., float]:
         fn.needs = needs  # type: ignore[attr-defined]
         fn.multilabel = multilabel  # type: ignore[attr-defined]
+        fn.saturates = saturates or bound is not None  # type: ignore[attr-defined]
+        fn.bound = bound  # type: ignore[attr-defined]
         metrics.register(name, version)(fn)
         return fn
 

@@ -29,7 +29,7 @@ def _cov(x: np.ndarray, ddof: int) -> np.ndarray:
     return xc.T @ xc / (len(x) - ddof)
 
 
-@register_metric("hscore", version="1", needs="features")
+@register_metric("hscore", version="1", needs="features", bound=lambda c: c - 1.0)
 def hscore(features, labels) -> float:
     """H-score tr(pinv(cov f) cov(E[f|y])): how much of the feature variance the labels explain (at most C - 1)."""
     f = check_matrix(features, "features")

@@ -23,7 +23,7 @@ TOLERANCE = 1e-3  # ... or when alpha/beta changes by less than this, relatively
 RANK_EPS = 1e-10  # singular values at or below this are always dropped when N > D, as the authors' truncated SVD
 
 
-@register_metric("logme", version="2", needs="features", multilabel=True)
+@register_metric("logme", version="3", needs="features", multilabel=True, saturates=True)
 def logme(features, labels) -> float:
     """LogME of features (N x D) for class labels (N,), or the mean over labels of a 0/1 multi-label matrix (N x L).
 
@@ -54,8 +54,9 @@ def _spectrum(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     N > D their directions are dropped (a null direction of F carries no signal, and S^-1 V^T F^T y
     would divide rounding noise by rounding noise); with N <= D they are kept as exact zeros,
     where U is still an orthonormal basis. On full-rank features this changes nothing and the
-    result equals the authors' to rounding (their code keeps every singular value above 1e-10,
-    so on rank-deficient features, e.g. dead ReLU units, its figure depends on rounding noise).
+    result equals the authors' to rounding. A dropped direction is an exact zero eigenvalue of
+    F^T F; `fit` counts it in log|A| as log(alpha), which the authors' code does too (it keeps
+    such a direction as a tiny singular value above its 1e-10 cut-off, whose projection is ~0).
     """
     n, d = f.shape
     if n > d:
@@ -98,7 +99,13 @@ def fit(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
         active &= np.abs(alpha_new / beta_new - t) / t > TOLERANCE
         if not active.any():
             break
-    ev = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta)
+    # N > D: log|A| runs over all D eigenvalues of alpha I + beta F^T F, and each of the D - k
+    # dropped (zero) ones adds log(alpha), cancelling its share of the prior's D/2 log(alpha), so
+    # the prior counts the k kept directions only. A dead (all-zero) feature column then leaves
+    # the evidence unchanged, as it does in the authors' code. N <= D: their code counts D in the
+    # prior and the N eigenvalues of F F^T in log|A|, and so does this.
+    prior_dims = len(sigma) if n > d else d
+    ev = (prior_dims / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta)
           - 0.5 * np.log(alpha[None, :] + beta[None, :] * sigma).sum(axis=0)
           - beta / 2.0 * res2 - alpha / 2.0 * m2 - n / 2.0 * np.log(2 * np.pi))
     return ev / n, alpha, beta

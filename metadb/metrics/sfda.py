@@ -62,7 +62,7 @@ def _discriminant(x: np.ndarray, y: np.ndarray, shrinkage: float | None) -> tupl
     return _softmax(x @ coef.T + intercept), shrinkage
 
 
-@register_metric("sfda", version="1", needs="features")
+@register_metric("sfda", version="1", needs="features", bound=lambda c: 1.0)
 def sfda(features, labels) -> float:
     """SFDA: mean true-class probability of the second-pass regularised Fisher discriminant after ConfMix."""
     x = check_matrix(features, "features").copy()
