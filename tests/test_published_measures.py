@@ -120,7 +120,7 @@ def weighted_store(tmp_path_factory):
     torch.save(timm.create_model(TINY).state_dict(), weights)
     db = str(d / "s.duckdb")
     for name, classes in {"tex": {"brick": "brick", "grass": "grass"}, "med": {"cell": "cell", "ihc": "immunohistochemistry"}}.items():
-        api.ingest(db, path=write_imagefolder(d / name, classes, size=64, n=6), name=name, workers=1)
+        api.ingest(db, path=write_imagefolder(d / name, classes, size=64, n=3), name=name, workers=1)
         embed(db, name, TINY, weights=weights, workers=0)
     return db, weights
 
