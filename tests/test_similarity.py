@@ -28,7 +28,9 @@ def three(tmp_path_factory):
     return db
 
 
-@pytest.mark.parametrize("measure", sorted(measures.names()))
+# task2vec re-creates the embedding network, which random-init embeddings cannot give it
+# (tests/test_published_measures.py runs it on a store embedded from a weights file).
+@pytest.mark.parametrize("measure", sorted(set(measures.names()) - {"task2vec"}))
 def test_self_distance_is_minimal_and_symmetric(three, measure):
     cols, rows = compute(three, measure, backbone=TINY)
     d = {(a, b): v for a, b, v, _ in rows}
