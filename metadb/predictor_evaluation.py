@@ -44,17 +44,15 @@ def evaluate(db, models=("ridge",), metric: str | None = None, seed: int = 0, fe
     observed = np.array([p in truth for p in feats.pairs], dtype=bool)
     targets = feats.targets
     rows = []
-    for target in sorted(set(targets[observed]) - set(exclude_targets)):
+    for target in sorted(set(map(str, targets[observed])) - set(exclude_targets)):
         test = observed & (targets == target)
-        train = observed & (targets != target)
-        if test.sum() < 2 or train.sum() < 3:
+        if test.sum() < 2 or (observed & (targets != target)).sum() < 3:
             continue
         y_true = np.array([truth[p] for p, k in zip(feats.pairs, test) if k])
         candidates = [s for (s, _), k in zip(feats.pairs, test) if k]
-        X, y, _ = predictors.design(feats, truth, train)
         for m in models:
-            est = predictors.TransferPredictor(m, seed).fit(X[train], y[train], groups=targets[train])
-            rows.append((m, "predictor", target, len(candidates), *_quality(est.predict(X[test]), y_true)))
+            got = predictors.held_out_predictions(feats, truth, observed, target, m, seed)
+            rows.append((m, "predictor", target, len(candidates), *(_quality(got[0], y_true) if got else (None,) * 3)))
         for m, table in scores.items():
             rows.append((m, "score", target, len(candidates),
                          *_quality([table.get((s, target)) for s in candidates], y_true)))

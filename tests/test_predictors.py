@@ -44,7 +44,8 @@ def test_estimator_contract():
     X = np.array([[1.0, np.nan], [2.0, np.nan], [3.0, np.nan], [4.0, np.nan]])
     y = np.array([1.0, 2.0, 3.0, 4.0])
     assert est.fit(X, y) is est and est.keep_.tolist() == [True, False]
-    assert clone(est).get_params() == {"model": "ridge", "random_state": 0}
+    assert clone(est).get_params() == {"model": "ridge", "random_state": 0, "column_sets": None}
+    assert len(est.members_) == 1
     with pytest.raises(MetadbError, match="--model 'svm': expected one of ridge, pairwise, forest, boosting"):
         predictors.TransferPredictor("svm").fit(X, y)
     with pytest.raises(MetadbError, match="pairwise ranks sources within a target"):
@@ -55,6 +56,16 @@ def test_the_command_choices_are_the_registries():
     assert predict_commands.MODELS == tuple(predictors.MODELS)
     assert predict_commands.FEATURE_SETS == predictors.FEATURE_SETS
     assert predict_commands.NORMALISATIONS == predictors.NORMALISATIONS
+
+
+def test_the_ensemble_has_one_member_per_combination_of_feature_sets():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 4)), rng.normal(size=20)
+    est = predictors.TransferPredictor("ridge", column_sets=("meta", "meta", "scores", "record")).fit(X, y)
+    assert [c.tolist() for c, _ in est.members_] == [
+        [True, True, True, True], [True, True, True, False], [True, True, False, True], [False, False, True, True],
+        [True, True, False, False], [False, False, True, False], [False, False, False, True]]
+    np.testing.assert_allclose(est.predict(X), np.mean([p.predict(X[:, c]) for c, p in est.members_], axis=0))
 
 
 def test_pairwise_ranker_recovers_a_within_target_order_across_target_scales():
@@ -114,7 +125,7 @@ def _mytarget_store(db, tmp_path, reference):
 def test_pairs_without_enough_known_features_are_not_predicted(db, tmp_path, reference):
     """Issue 9 item 4: a pair whose features are all imputed must not get (and outrank with) the median."""
     _mytarget_store(db, tmp_path, reference)
-    result = predictors.fit(db, "ridge", "auc")
+    result = predictors.fit(db, "ridge", "auc", features="meta,scores,distances,record")
     assert result.n_train == 168 and result.n_features == 6 and result.min_known == 3
     assert result.n_predicted + result.n_skipped == 16 * 15
     # mytarget as a source: no meta-feature, no score, no record: 0 or 1 of 6 known
@@ -234,5 +245,5 @@ def test_a_store_without_features_is_refused_with_a_hint(db, tmp_path):
     p = tmp_path / "o.csv"
     p.write_text("source,target,value\na,x,0.9\nb,x,0.8\nc,x,0.7\na,y,0.6\n")
     outcomes.import_outcomes(db, str(p), "long", metric="auc")
-    with pytest.raises(MetadbError, match="none of the 3 features is known for any pair with an outcome; ingest"):
+    with pytest.raises(MetadbError, match="none of the 4 features is known for any pair with an outcome; ingest"):
         predictors.fit(db, "ridge", features="meta")

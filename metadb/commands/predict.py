@@ -28,7 +28,8 @@ def predict() -> None:
 
 @predict.command("fit")
 @click.option("--model", type=click.Choice(list(MODELS)), default="ridge", show_default=True,
-              help="ridge (alpha by leave-one-target-out), pairwise (ranking objective), forest, boosting.")
+              help="ridge (alpha by leave-one-out on the training rows), pairwise (a ranking objective), forest, "
+                   "boosting; each an ensemble over the combinations of the feature sets.")
 @click.option("--metric", help="Outcome metric to learn (default: the most reported one).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_features
@@ -43,7 +44,7 @@ def predict_fit(model: str, metric, seed: int, features: str, normalise: str, db
 
 @predict.command("evaluate")
 @click.option("--model", "models", type=click.Choice(list(MODELS)), multiple=True,
-              help="Model(s) to evaluate (repeatable; default: all).")
+              help="Model(s) to evaluate (repeatable; default: ridge).")
 @click.option("--cv", type=click.Choice(["leave-one-target-out"]), default="leave-one-target-out", show_default=True)
 @click.option("--metric", help="Outcome metric (default: the most reported one).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -58,7 +59,7 @@ def predict_evaluate(models, cv: str, metric, seed: int, features: str, normalis
     """Leave-one-target-out weighted tau, top-1 hit and regret of each model, beside every stored score and distance."""
     from metadb.predictor_evaluation import evaluate
 
-    render(*evaluate(db, models or tuple(MODELS), metric, seed, features, normalise, exclude, per_target), fmt=fmt)
+    render(*evaluate(db, models or ("ridge",), metric, seed, features, normalise, exclude, per_target), fmt=fmt)
 
 
 COMMANDS = [predict]
