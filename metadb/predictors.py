@@ -297,7 +297,7 @@ class FitResult:
         line = (f"predictor {self.predictor_id} ({model}): fitted on {self.n_train} observed pairs, "
                 f"{self.n_predicted} pairs predicted")
         if self.n_skipped:
-            line += (f", {self.n_skipped} not predicted (fewer than {self.min_known} of its {self.n_features} "
+            line += (f", {self.n_skipped} not predicted (fewer than {self.min_known} of the predictor's {self.n_features} "
                      f"features known; the rest would be imputed)")
         return line
 

@@ -135,7 +135,7 @@ def test_pairs_without_enough_known_features_are_not_predicted(db, tmp_path, ref
     got = {r[0]: json.loads(r[3]) for r in rows if r[1] == "mytarget"}
     assert got["imagenet"] == ["source_n_images", "source_n_classes", "score_logme", "record"]
     assert result.summary("ridge").endswith(
-        f", {result.n_skipped} not predicted (fewer than 3 of its 6 features known; the rest would be imputed)")
+        f", {result.n_skipped} not predicted (fewer than 3 of the predictor's 6 features known; the rest would be imputed)")
     best = api.query("best_source", db, target="mytarget")[1]
     assert {r[2] for r in best} == {"predicted"} and best[0][1] == "imagenet"
     params = json.loads(api.sql("SELECT params FROM predictors", db)[1][0][0])
@@ -220,7 +220,7 @@ def test_predict_commands_end_to_end(runner, db, reference):
         assert r.exit_code == 0, r.output
         # imagenet, radimagenet and medmnist as targets have no score: only the source's record is known
         assert re.fullmatch(rf"predictor [0-9a-f]{{12}} \({model}\): fitted on 168 observed pairs, 154 pairs "
-                            rf"predicted, 56 not predicted \(fewer than 2 of its 3 features known; the rest would "
+                            rf"predicted, 56 not predicted \(fewer than 2 of the predictor's 3 features known; the rest would "
                             rf"be imputed\)\n", r.output)
     stored = api.sql("SELECT model, outcome_metric, n_train, json_extract_string(params, '$.features_used'), "
                      "json_extract_string(params, '$.features') FROM predictors ORDER BY fitted_at", db)[1]
