@@ -100,39 +100,7 @@ def similarity_import_command(pattern: str, measure: str, fmt: str, db) -> None:
     _echo(import_similarities(db, pattern, measure, fmt))
 
 
-@click.group()
-def predict() -> None:
-    """Predict outcomes for pairs never fine-tuned."""
-
-
-@predict.command("fit")
-@click.option("--model", type=click.Choice(["ridge", "forest", "boosting"]), default="ridge", show_default=True)
-@click.option("--metric", help="Outcome metric to learn (default: the most reported one).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@db_option
-def predict_fit(model: str, metric, seed: int, db) -> None:
-    """Fit on every observed pair; store the model and predictions for all pairs (used by best-source)."""
-    from metadb.predictors import fit
-
-    pid, n_train, n_pred = fit(db, model, metric, seed)
-    click.echo(f"predictor {pid} ({model}): fitted on {n_train} observed pairs, {n_pred} pairs predicted")
-
-
-@predict.command("evaluate")
-@click.option("--model", type=click.Choice(["ridge", "forest", "boosting"]), default="ridge", show_default=True)
-@click.option("--cv", type=click.Choice(["leave-one-target-out"]), default="leave-one-target-out", show_default=True)
-@click.option("--metric", help="Outcome metric (default: the most reported one).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@db_option
-@output_options
-def predict_evaluate(model: str, cv: str, metric, seed: int, db, fmt: str) -> None:
-    """Leave-one-target-out: weighted tau, top-1 hit and regret per held-out target."""
-    from metadb.predictors import evaluate
-
-    render(*evaluate(db, model, metric, seed), fmt=fmt)
-
-
-COMMANDS = [outcomes, scores, predict]
+COMMANDS = [outcomes, scores]
 
 if not Path(__file__).with_name("similarity.py").exists():  # else that module's group adds the command
     @click.group("similarity")
