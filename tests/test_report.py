@@ -200,7 +200,18 @@ def test_heatmap_order_is_similarity_plot_order(db, tmp_path):
     cols, rows = api.query("similarity_matrix", db, measure="expert")
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         plot([r for r in rows if r[0] <= r[1]], tmp_path / "plot.svg", "expert")
-    drawn = re.findall(r'<g id="ytick_\d+">.*?<text[^>]*>([^<]+)</text>', (tmp_path / "plot.svg").read_text(), re.S)
+    ticks = re.findall(r'<g id="ytick_\d+">.*?<text[^>]*>([^<]+)</text>', (tmp_path / "plot.svg").read_text(), re.S)
+    drawn = [t for t in ticks if t in names]  # the heatmap's row labels, not the colour bar's
     html = build(db)
     diagonal = [re.search(rf'cell-{i}-{i}" class="cell"><title>(\S+) ×', html).group(1) for i in range(5)]
     assert diagonal == drawn and sorted(drawn) == names and drawn != names
+
+
+def test_demo_ends_with_a_report_beside_its_data(db, tmp_path, capsys):
+    from metadb.commands.demo import demo_report
+
+    api.migrate(db)
+    demo_report(db, tmp_path / "demo-data")
+    out = tmp_path / "demo-report.html"
+    assert out.read_text().startswith("<!doctype html>")
+    assert f"report of the store written to {out}" in capsys.readouterr().out
