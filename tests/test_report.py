@@ -215,3 +215,49 @@ def test_demo_ends_with_a_report_beside_its_data(db, tmp_path, capsys):
     out = tmp_path / "demo-report.html"
     assert out.read_text().startswith("<!doctype html>")
     assert f"report of the store written to {out}" in capsys.readouterr().out
+
+
+def test_predictor_evaluation_and_one_metric_per_axis(published, tmp_path):
+    """With a stored predictor: its leave-one-target-out table, and chest's chart keeps its predicted
+    test_auc rows (fitted on Juodelyte's targets) off the axis of its observed auc outcomes."""
+    from metadb import predictors
+    from metadb.report import build
+
+    db = tmp_path / "predicted.duckdb"
+    shutil.copy(published, db)
+    predictors.fit(db, "ridge")
+    html = build(db)
+    cols, rows = predictors.evaluate(db, "ridge", "test_auc")
+    assert "<h2 id=\"predictors-h\">Predictor evaluation</h2>" in html
+    table = re.search(r'<table class="sortable" id="predictor-eval-ridge-test-auc">.*?</table>', html, re.S).group(0)
+    assert re.findall(r"<th [^>]*><button[^>]*>([^<]+)</button>", table) == cols
+    mean = re.findall(r"<tr>(.*?)</tr>", table)[-1]
+    assert f'data-sort="{rows[-1][2]!r}"' in mean and "(mean)" in mean
+    chest = html[html.index('id="best-chest"'):html.index('id="best-source-chest"')]
+    predicted = sum(r[2] == "predicted" for r in api.query("best_source", db, target="chest")[1])
+    assert predicted > 0 and f"{predicted} rows in another metric than auc are in the table only" in chest
+
+
+def test_runs_section_with_learning_curves(db, tmp_path):
+    """metadb's own trials (schema 014 `runs`, when present): a table and one curve panel per target."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from metadb.report import build
+
+    api.migrate(db)
+    if not api.sql("SELECT 1 FROM information_schema.tables WHERE table_name = 'runs'", db)[1]:
+        api.sql("""CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, source VARCHAR NOT NULL,
+                   target VARCHAR NOT NULL, architecture VARCHAR NOT NULL, protocol VARCHAR NOT NULL, fold INTEGER,
+                   status VARCHAR, val_auc DOUBLE, curves_path VARCHAR)""", db, write=True)
+    for k, (source, target) in enumerate([("imagenet", "chest"), ("random", "chest"), ("imagenet", "isic")]):
+        curve = tmp_path / f"curve{k}.parquet"
+        pq.write_table(pa.table({"epoch": [1, 2, 3], "val_auc": [0.6, 0.7 + k / 100, 0.8]}), curve)
+        api.sql(f"""INSERT INTO runs (run_id, kind, source, target, architecture, protocol, fold, status, val_auc,
+                                      curves_path)
+                    VALUES ('r{k}', 'finetune', '{source}', '{target}', 'resnet18', 'cats-scans', 1, 'finished',
+                            0.8, '{curve}')""", db, write=True)
+    html = build(db)
+    assert re.findall(r"<h2[^>]*>([^<]*)</h2>", html) == ["Runs", "Provenance"]
+    assert html.count('<tr><td data-sort="r') == 3
+    assert "Learning curves: val_auc per epoch for 3 trials on 2 targets" in html

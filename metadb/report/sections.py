@@ -116,17 +116,20 @@ def best_source(ctx: Context) -> Section | None:
         if not rows:
             continue
         get = {c: [r[k] for r in rows] for k, c in enumerate(cols)}
-        plotted = [k for k, e in enumerate(get["evidence"]) if e in ("outcome", "predicted")]
+        ranked = [k for k, e in enumerate(get["evidence"]) if e in ("outcome", "predicted")]
+        metric = get["metric"][ranked[0]] if ranked else None
+        plotted = [k for k in ranked if get["metric"][k] == metric]  # one axis, one metric
         body = ""
         if plotted:
-            metric = next((get["metric"][k] for k in plotted if get["metric"][k]), "outcome")
             body += figure(charts.ranked([get["source"][k] for k in plotted], [get["value"][k] for k in plotted],
                                          [get["std"][k] for k in plotted], [get["evidence"][k] for k in plotted],
                                          metric, t),
                            f"Candidate sources for {escape(t)}, best first, by {escape(metric)}: circles are "
                            "observed outcomes (mean over folds or selected runs), triangles predictions."
                            + (" Sources ranked by distance only are in the table, not on this axis."
-                              if len(plotted) < len(rows) else ""))
+                              if len(ranked) < len(rows) else "")
+                           + (f" {len(ranked) - len(plotted)} rows in another metric than {escape(metric)} are in "
+                              "the table only." if len(plotted) < len(ranked) else ""))
         body += table(cols, rows, f"Best source for {escape(t)}: {code(f'best_source({quote(t)})')}, "
                                   "best first, with the evidence tier of each row.", f"best-source-{slug(t)}")
         parts.append(f'<h3 id="best-{slug(t)}">{escape(t)}</h3><div class="pair">{body}</div>')
