@@ -22,7 +22,8 @@ CHROMIUM_DEBS := chromium-headless-shell chromium-common libdouble-conversion3 l
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "browser: no apt-get here; set METADB_CHROMIUM to a headless Chromium executable" >&2; exit 1; }
 	rm -rf $(CHROMIUM_CACHE)/debs && mkdir -p $(CHROMIUM_CACHE)/debs
-	cd $(CHROMIUM_CACHE)/debs && apt-get download $(CHROMIUM_DEBS) 2>/dev/null \
+	cd $(CHROMIUM_CACHE)/debs && { apt-get download $(CHROMIUM_DEBS) 2>/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download $(CHROMIUM_DEBS) 2>/dev/null; } } \
 	  || { echo "browser: apt-get download failed; run 'apt-get update' (as root) once, then make again" >&2; exit 1; }
 	for deb in $(CHROMIUM_CACHE)/debs/*.deb; do dpkg -x $$deb $(CHROMIUM_CACHE); done
 	rm -rf $(CHROMIUM_CACHE)/debs
@@ -31,7 +32,7 @@ $(CHROMIUM):
 .PHONY: install browser demo test bench
 install: $(BIN)/metadb
 
-browser: $(CHROMIUM)  ## headless Chromium for the report tests, in .cache/chromium (no root)
+browser: $(if $(METADB_CHROMIUM),,$(CHROMIUM))  ## headless Chromium for the report tests, in .cache/chromium (no root; or set METADB_CHROMIUM)
 
 demo: install  ## ingest and embed real shipped images into ./metadb.duckdb; print meta-features and similarity
 	$(BIN)/metadb demo
