@@ -6,6 +6,7 @@ reads in greyscale; evidence tiers differ by marker shape as well as colour.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -17,14 +18,26 @@ import numpy as np
 MISSING = "no value stored"
 
 
+# Text stays text in the SVG; ids are deterministic; applied per figure, never to the caller's rcParams.
+STYLE = {"svg.fonttype": "none", "svg.hashsalt": "metadb-report", "font.size": 9}
+
+
 def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "metadb-report", "font.size": 9})
     return plt
+
+
+def styled(draw):
+    """Run a figure function under the report's matplotlib settings."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with _pyplot().rc_context(STYLE):
+            return draw(*args, **kwargs)
+    return wrapper
 
 
 _figures = itertools.count(1)
@@ -59,6 +72,7 @@ def cluster_order(names: list[str], d: np.ndarray) -> list[int]:
     return [int(i) for i in leaves_list(linkage(squareform(d, checks=False), "average"))]
 
 
+@styled
 def heatmap(names: list[str], d: np.ndarray, title: str, label: str = "distance") -> str:
     """A distance heatmap, one rectangle per cell (id cell-i-j) with its value as a hover <title>.
 
@@ -104,6 +118,7 @@ def _add_tooltips(svg: str, tips: dict[str, str]) -> str:
                   f'<title>{escape(tips[m.group(2)])}</title>', svg)
 
 
+@styled
 def ranked(sources: list[str], values: list[float], stds: list[float | None], evidence: list[str],
            metric: str, title: str) -> str:
     """Sources best first: a point per source, whiskers of one std over folds, marker shape per evidence.
@@ -130,6 +145,7 @@ def ranked(sources: list[str], values: list[float], stds: list[float | None], ev
     return to_svg(fig, f"{title}: sources ranked by {metric}, best {sources[0]} at {values[0]:.4g}")
 
 
+@styled
 def agreement(metrics: list[str], targets: list[str], tau: np.ndarray, title: str) -> str:
     """Weighted tau per metric (rows) and target (columns, the mean last), values written in."""
     plt = _pyplot()
@@ -152,6 +168,7 @@ def agreement(metrics: list[str], targets: list[str], tau: np.ndarray, title: st
                        "and their mean")
 
 
+@styled
 def curves(panels: dict[str, list[tuple[str, list[float], list[float]]]], ylabel: str, title: str) -> str:
     """Learning curves: one panel per target, one line per trial (label, epochs, values)."""
     plt = _pyplot()
