@@ -39,6 +39,7 @@ def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
     click.echo()
     render(*api.sql(SUMMARY, db))
     if no_embed:
+        demo_report(db, Path(data_dir))
         return best_source_chest(db)
     from metadb.embeddings import embed
     from metadb.similarity import compute
@@ -51,7 +52,16 @@ def demo(data_dir: str, backbone: str, no_embed: bool, db: str | None) -> None:
         cols, rows = compute(db, measure, backbone)
         render(cols, [r for r in rows if r[0] != r[1]])
     rank_models(db)
-    best_source_chest(db)
+    demo_report(db, Path(data_dir))
+    best_source_chest(db)  # the last lines answer the question on the tin (README's first screen)
+
+
+def demo_report(db: str | None, data_dir: Path) -> None:
+    """Everything above as one page to look at (`metadb report`), beside the demo's data folder."""
+    from metadb.report import write
+
+    path, size = write(data_dir.parent / "demo-report.html", db)
+    click.echo(f"\nreport of the store written to {path.resolve()} ({size / 1e6:.2f} MB); open it in a browser")
 
 
 def best_source_chest(db: str | None) -> None:
