@@ -112,24 +112,14 @@ def task2vec_distance(fa: np.ndarray, fb: np.ndarray) -> float:
 
 
 def probe_body(con, backbone: str):
-    """The exact network the dataset was embedded with, from the `backbones` table, hash-checked."""
-    from metadb.backbones import create_backbone
+    """The exact network the dataset was embedded with (its backbone identity), hash-checked."""
+    from metadb.backbones import model_for, resolve, stored
 
-    row = con.execute("SELECT weights_source, weights_sha256 FROM backbones WHERE name = ?", [backbone]).fetchone()
-    if not row:
-        raise MetadbError(f"task2vec: backbone {backbone} is not registered in this store",
-                          f"run `metadb embed DATASET --backbone {backbone}`")
-    source, digest = row
-    if source == "random-init":
-        raise MetadbError(f"task2vec needs the probe network's weights, but {backbone} was embedded with random "
-                          "weights that cannot be re-created", "embed with real weights (--weights FILE or a package)")
-    weights = source.removeprefix("file:") if source.startswith("file:") else None
-    b = create_backbone(backbone, weights)
-    if b.weights_sha256 != digest:
-        raise MetadbError(f"task2vec: the weights of {backbone} ({b.weights_source}) are not the ones the "
-                          f"embeddings were made with (sha256 {str(b.weights_sha256)[:12]} != {str(digest)[:12]})",
-                          "re-embed the datasets with these weights")
-    return b
+    ident = stored(con, resolve(con, backbone))
+    if ident.weights_source == "random-init":
+        raise MetadbError(f"task2vec needs a trained probe network, but {ident.name} has random weights",
+                          "embed with real weights (--weights FILE or a package)")
+    return model_for(con, ident.name)
 
 
 def dataset_images(con, dataset: str, transform, sample: int, seed: int):
