@@ -134,7 +134,7 @@ def test_clicking_a_column_header_sorts_the_table(opened):
     name = page.locator("#datasets-table thead th", has_text="name").first
     name.locator("button").click()
     names = page.locator("#datasets-table tbody td:nth-child(1)").all_inner_texts()
-    assert names == sorted(names) and len(names) == 25
+    assert names == sorted(names) and len(names) == 23
 
 
 def test_renders_at_phone_width_without_horizontal_scrolling(browser, page_file):
@@ -227,15 +227,20 @@ def test_predictor_evaluation_and_one_metric_per_axis(published, tmp_path):
     shutil.copy(published, db)
     predictors.fit(db, "ridge")
     html = build(db)
-    cols, rows = predictors.evaluate(db, "ridge", "test_auc")
+    from metadb.predictor_evaluation import evaluate
+
+    cols, rows = evaluate(db, ("ridge",), "test_auc", per_target=False)
     assert "<h2 id=\"predictors-h\">Predictor evaluation</h2>" in html
     table = re.search(r'<table class="sortable" id="predictor-eval-ridge-test-auc">.*?</table>', html, re.S).group(0)
     assert re.findall(r"<th [^>]*><button[^>]*>([^<]+)</button>", table) == cols
-    mean = re.findall(r"<tr>(.*?)</tr>", table)[-1]
-    assert f'data-sort="{rows[-1][2]!r}"' in mean and "(mean)" in mean
+    ridge = next(r for r in rows if r[0] == "ridge")
+    shown = next(tr for tr in re.findall(r"<tr>(.*?)</tr>", table) if ">ridge<" in tr)
+    assert f'data-sort="{ridge[3]!r}"' in shown and ">nleep<" in table  # the predictor beside the single metrics
     chest = html[html.index('id="best-chest"'):html.index('id="best-source-chest"')]
+    # the Juodelyte-trained predictor knows too few features of cats-scans' chest sources to predict
+    # them (uninformed pairs are not predicted), so chest's chart and table hold outcomes only
     predicted = sum(r[2] == "predicted" for r in api.query("best_source", db, target="chest")[1])
-    assert predicted > 0 and f"{predicted} rows in another metric than auc are in the table only" in chest
+    assert predicted == 0 and "rows in another metric" not in chest and "imagenet" in chest
 
 
 def test_runs_section_with_learning_curves(db, tmp_path):

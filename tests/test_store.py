@@ -151,7 +151,7 @@ def test_every_query_macro_runs_on_a_locked_down_handle(db, tmp_path):
             params = {p.name: args[p.name] for p in q.params if p.required}
             cols, _ = api.query(q.name, db, **params)
             assert cols == [c.name for c in q.columns], q.name
-    assert api.query("overlap", db)[1] == [("a", "b", 2, 0.5, 1.0)]
+    assert api.query("overlap", db)[1] == [("a", "b", 2, 0.5, 1.0, 4)]  # matched within 4 bits
 
 
 def test_second_writer_waits_for_the_lock_or_fails_in_one_line(db):

@@ -183,7 +183,7 @@ def predictors(ctx: Context) -> Section | None:
                             FROM predictors ORDER BY fitted_at DESC""")
     if not rows:
         return None
-    from metadb.predictors import evaluate
+    from metadb.predictor_evaluation import evaluate
 
     body = table(cols[:-1], [r[:-1] for r in rows], "Stored predictors, newest first (the newest of a metric "
                                                     "answers best_source's predicted tier).", "predictors-table")
@@ -194,16 +194,19 @@ def predictors(ctx: Context) -> Section | None:
         seen.add((model, metric))
         seed = json.loads(params or "{}").get("seed", 0)
         try:
-            ecols, erows = evaluate(ctx.db, model, metric, seed if isinstance(seed, int) else 0)
+            # per target for one target's view; else each method's means, best first, beside every stored score
+            ecols, erows = evaluate(ctx.db, (model,), metric, seed if isinstance(seed, int) else 0,
+                                    per_target=bool(ctx.target))
         except MetadbError as e:
             body += note(f"{escape(model)} on {escape(metric)}: not evaluated ({escape(str(e).splitlines()[0])})")
             continue
         if ctx.target:
-            erows = [r for r in erows if r[0] in (ctx.target, "(mean)")]
+            erows = [r for r in erows if r[2] == ctx.target]
         body += table(ecols, erows, f"Leave-one-target-out evaluation of {escape(model)} predicting "
-                                    f"{escape(metric)} (refitted without each target): weighted τ, top-1 hit, regret.",
+                                    f"{escape(metric)} (refitted without each target) beside every stored score "
+                                    "and distance ranking the same sources: weighted τ, top-1 hit, regret.",
                       f"predictor-eval-{slug(model)}-{slug(metric)}")
-    ctx.sources["Predictor evaluation"] = "metadb.predictors.evaluate (leave-one-target-out refits)"
+    ctx.sources["Predictor evaluation"] = "metadb.predictor_evaluation.evaluate (leave-one-target-out refits)"
     return Section("predictors", "Predictor evaluation", body)
 
 
