@@ -35,7 +35,8 @@ class Measure:
         self.details_: dict[tuple[str, str], dict[str, Any]] = {}
 
     def params(self) -> dict[str, Any]:
-        return dict(self._params)
+        """The parameters a value depends on; a shrinking measure always records its shrinkage (default oas)."""
+        return {"shrinkage": "oas", **self._params} if self.shrinks else dict(self._params)
 
     def prepare(self, con, datasets: list[str], backbone: str) -> dict[str, Any]:
         """Parameters fixed for a whole matrix of these datasets, before any pair; none by default."""

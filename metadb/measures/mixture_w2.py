@@ -34,9 +34,6 @@ class MixtureW2(Measure):
     version = "1"
     shrinks = True
 
-    def params(self):
-        return {"shrinkage": "oas", **self._params}
-
     def pairwise(self, con, pairs, backbone):
         shrink = shrinkage_choice(self.params()["shrinkage"])
         wanted = sorted({d for p in pairs for d in p})
