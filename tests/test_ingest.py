@@ -176,9 +176,14 @@ def test_killed_ingest_leaves_the_store_as_it_was_and_the_next_run_completes(db,
     try:
         assert proc.poll() is None, "ingest finished before it could be interrupted"
         proc.send_signal(sig)
+        if sig == signal.SIGINT:  # the driver alone got Ctrl-C: let a worker blocked on the FIFO finish its read
+            time.sleep(1)
+            os.close(fd)
+            fd = None
         proc.wait(timeout=60)
     finally:
-        os.close(fd)  # lets a worker orphaned by SIGKILL see EOF and end (it holds the output pipes)
+        if fd is not None:
+            os.close(fd)  # lets a worker orphaned by SIGKILL see EOF and end (it holds the output pipes)
     out, err = proc.communicate(timeout=60)
     staging = Path(f"{db}.staging")
     assert proc.returncode != 0
