@@ -34,8 +34,8 @@ def evaluate(db, models=("ridge",), metric: str | None = None, seed: int = 0, fe
         truth = transfer.observed(con, metric)
         score_names = [r[0] for r in con.execute("SELECT DISTINCT metric FROM scores ORDER BY 1").fetchall()]
         scores = {m: transfer.scores(con, m) for m in score_names}
-        measure_names = [r[0] for r in con.execute("SELECT DISTINCT measure FROM similarities ORDER BY 1").fetchall()]
-        distances = {m: transfer.distances(con, m) for m in measure_names}
+        distances = {name.removeprefix("distance_"): transfer.space_distances(con, m, space)
+                     for name, m, space in transfer.distance_features(con)}
     finally:
         con.close()
     unknown = sorted(set(exclude_targets) - {t for _, t in truth})

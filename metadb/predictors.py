@@ -214,9 +214,9 @@ def pair_features(con, features=FEATURE_SETS, normalise: str = "rank") -> PairFe
             columns.append(np.array([float(bool(mods[s] & mods[t])) if mods[s] and mods[t] else np.nan
                                      for s, t in pairs]))
     if "distances" in features:
-        for m in [r[0] for r in con.execute("SELECT DISTINCT measure FROM similarities ORDER BY 1").fetchall()]:
-            d = transfer.distances(con, m)
-            names.append(f"distance_{m}")
+        for name, m, space in transfer.distance_features(con):
+            d = transfer.space_distances(con, m, space)
+            names.append(name)
             columns.append(within_target(np.array([d.get((t, s), np.nan) for s, t in pairs]), targets, normalise))
     if "scores" in features:
         for m in [r[0] for r in con.execute("SELECT DISTINCT metric FROM scores ORDER BY 1").fetchall()]:

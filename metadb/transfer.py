@@ -75,18 +75,58 @@ def relative_gains(con, metric: str, architecture: str | None = None) -> dict[tu
     return {k: float(np.mean(v)) for k, v in gains.items()}
 
 
+def distance_spaces(con, measure: str, backbone: str | None = None) -> list[str]:
+    """The feature spaces (backbone identities; '' for none) holding `measure` distances, most pairs first.
+
+    `backbone` narrows them to an identity, an architecture's identities, or an imported backbone
+    string; the order (most pairs, then most recent) is the one the similar and
+    similarity_matrix macros use to pick the space that answers.
+    """
+    sql = """SELECT backbone FROM similarities WHERE measure = ?
+               AND (?::VARCHAR IS NULL OR backbone = ? OR backbone IN (SELECT identity FROM backbones WHERE arch = ?))
+             GROUP BY backbone ORDER BY count(*) DESC, max(computed_at) DESC, backbone"""
+    return [r[0] for r in con.execute(sql, [measure, backbone, backbone, backbone]).fetchall()]
+
+
 def distances(con, measure: str, backbone: str | None = None) -> dict[tuple[str, str], float]:
-    """(a, b) -> distance, in both orientations; a dataset's distance to itself is 0 unless stored."""
-    sql = "SELECT dataset_a, dataset_b, avg(value) FROM similarities WHERE measure = ?"
-    params = [measure]
-    if backbone is not None:
-        sql += " AND backbone = ?"
-        params.append(backbone)
+    """(a, b) -> distance in one feature space, both orientations; a dataset's distance to itself is 0 unless stored.
+
+    Distances from two feature spaces (two backbones, or one architecture with other weights) are
+    never averaged or mixed: when `measure` is stored in several and `backbone` does not single one
+    out, this refuses, naming them. `backbone` may be an identity or an architecture name.
+    """
+    spaces = distance_spaces(con, measure, backbone)
+    if backbone is not None and not spaces:
+        stored = distance_spaces(con, measure)
+        raise MetadbError(f"no {measure} distances with backbone {backbone!r}",
+                          f"stored in: {', '.join(map(repr, stored))}" if stored else "compute or import them first")
+    if len(spaces) > 1:
+        raise MetadbError(f"{measure} distances are stored in {len(spaces)} feature spaces "
+                          f"({', '.join(map(repr, spaces))}); they are not mixed", "name one with --backbone")
+    return space_distances(con, measure, spaces[0]) if spaces else {}
+
+
+def space_distances(con, measure: str, space: str) -> dict[tuple[str, str], float]:
+    """(a, b) -> distance of `measure` in exactly one stored feature space, both orientations."""
     out: dict[tuple[str, str], float] = {}
-    for a, b, v in con.execute(sql + " GROUP BY ALL", params).fetchall():
+    for a, b, v in con.execute("""SELECT dataset_a, dataset_b, avg(value) FROM similarities
+                                  WHERE measure = ? AND backbone = ? GROUP BY ALL""", [measure, space]).fetchall():
         out[(a, b)] = v
         out.setdefault((b, a), v)
     return out
+
+
+def distance_features(con) -> list[tuple[str, str, str]]:
+    """(feature name, measure, space) for every stored measure and feature space.
+
+    A measure stored in one space is `distance_<measure>`; in several, each space is its own
+    feature, `distance_<measure>@<space>`, so predictors never pool two feature spaces.
+    """
+    rows = con.execute("SELECT measure, backbone FROM similarities GROUP BY ALL ORDER BY measure, backbone").fetchall()
+    count: dict[str, int] = defaultdict(int)
+    for m, _ in rows:
+        count[m] += 1
+    return [(f"distance_{m}" if count[m] == 1 else f"distance_{m}@{b}", m, b) for m, b in rows]
 
 
 def scores(con, metric: str) -> dict[tuple[str, str], float]:

@@ -119,3 +119,24 @@ def test_embeddings_with_other_weights_are_never_compared_and_the_skip_is_said(t
     assert r.exit_code == 1 and r.output.count("\n") == 1
     assert r.output.startswith(f"Error: backbone {SMALL} names 2 feature spaces with 3 datasets each: ")
     assert r.output.endswith("pass one of them in full as --backbone\n")
+
+    # Readers of stored distances (correlate, predictors) never pool the two spaces either.
+    from metadb import store, transfer
+    from metadb.errors import MetadbError
+
+    con = store.connect(db, read_only=True)
+    try:
+        with pytest.raises(MetadbError, match=r"frechet distances are stored in 2 feature spaces .*; they are not mixed"):
+            transfer.distances(con, "frechet")
+        with pytest.raises(MetadbError, match="stored in 2 feature spaces"):
+            transfer.distances(con, "frechet", SMALL)  # the architecture names both
+        rad_d = transfer.distances(con, "frechet", first.backbone)
+        plain_d = transfer.distances(con, "frechet", plain[0])
+        assert rad_d[("chest", "isic")] == rad_space.rows[1][2] != plain_d[("chest", "isic")]
+        assert rad_d[("chest", "isic")] == rad_d[("isic", "chest")] and ("chest", "pcam") not in rad_d
+        with pytest.raises(MetadbError, match=r"no frechet distances with backbone 'resnet50'; stored in: '"):
+            transfer.distances(con, "frechet", "resnet50")
+        names = [n for n, *_ in transfer.distance_features(con) if n.startswith("distance_frechet")]
+        assert sorted(names) == sorted(f"distance_frechet@{b}" for b in (first.backbone, plain[0]))
+    finally:
+        con.close()
