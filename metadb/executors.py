@@ -107,7 +107,7 @@ class DaskExecutor:
         futures = {self.client.submit(fn, item, pure=False, retries=RETRIES, resources=resources): i
                    for i, item in enumerate(items)}
         try:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=self.client.loop):
                 i = futures[fut]
                 if fut.status == "error":
                     err = fut.exception()
