@@ -32,7 +32,7 @@ def slurm(jobs, gpus_per_job, cores, memory, walltime, queue, account, port, pri
     c = slurm_cluster(jobs, **options)
     try:
         if print_script:
-            click.echo(c.job_script())
+            click.echo(c.job_script().rstrip("\n"))
             return
         c.scale(jobs=jobs)
         address = c.scheduler_address
