@@ -283,3 +283,61 @@ def test_slurm_job_script_asks_for_gpus_time_and_declares_the_gpu_resource(runne
     if shutil.which("sbatch") is None:
         r = runner.invoke(cli, ["cluster", "slurm", "--jobs", "2"])
         assert r.output.startswith("Error: sbatch not found: this machine is not a Slurm login node")
+
+
+# --- fine-tuning grids --------------------------------------------------------------------------
+from test_finetune import TINY, digits_store  # noqa: E402,F401  (the 3-vs-8 digits target store, module-scoped)
+
+GRID = ["finetune", "--target", "digits", "--sources", "random", "--protocol", "cats-scans", *TINY,
+        "--epochs", "1", "--folds", "2", "--grid", "lr=1e-3,1e-2", "--quiet"]
+
+
+@pytest.fixture
+def ft_db(digits_store, tmp_path) -> str:
+    path = tmp_path / "ft.duckdb"
+    shutil.copy(digits_store, path)
+    return str(path)
+
+
+def test_a_grid_completes_on_dask_when_a_worker_is_killed_mid_trial(dask_executor, ft_db):
+    from metadb.finetune import runner
+    from metadb.finetune.protocol import parse_overrides
+
+    client = dask_executor.client
+    killed: list[int] = []
+
+    def kill_a_busy_worker(spec, rec):
+        if killed:
+            return
+        pids = client.run(os.getpid)
+        busy = [addr for addr, keys in client.processing().items() if keys]
+        assert busy, "no trial was running when the first one finished"
+        killed.append(pids[busy[0]])
+        os.kill(pids[busy[0]], signal.SIGKILL)
+
+    overrides, grid = parse_overrides(GRID[GRID.index("--architecture"):-1])
+    summary = runner.finetune(ft_db, "digits", ["random"], "cats-scans", overrides, grid, "cpu", None, False,
+                              on_record=kill_a_busy_worker, executor=dask_executor)
+    assert killed and summary.line() == "4 trials: 4 run, 0 already stored"
+    assert api.sql("SELECT count(*), count(DISTINCT run_id), count(*) FILTER (WHERE status = 'finished') FROM runs",
+                   ft_db)[1] == [(4, 4, 4)]
+    assert api.sql("SELECT count(*) FROM outcomes WHERE origin = 'run'", ft_db)[1] == [(4,)]
+
+
+def test_kill_9_of_the_driver_mid_grid_on_a_local_cluster_then_rerun_finishes(ft_db, runner):
+    from metadb.cli import cli
+
+    args = [*GRID, "--db", ft_db, "--executor", "local-cluster:2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-u", "-c", "from metadb.cli import main; main()", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    first = proc.stdout.readline()  # printed after the first trial committed
+    proc.kill()
+    proc.wait()
+    assert " random -> digits fold " in first, first
+    done = api.sql("SELECT count(*) FROM runs", ft_db)[1][0][0]
+    assert 1 <= done < 4
+    r = runner.invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-1] == f"4 trials: {4 - done} run, {done} already stored"
+    assert api.sql("SELECT count(*), count(DISTINCT run_id) FROM runs", ft_db)[1] == [(4, 4)]
