@@ -69,6 +69,8 @@ class IngestResult:
     workers: int = 0
     executor: str = ""
     resumed: int = 0  # shards taken from an interrupted run's staging folder
+    shard_seconds: list[float] = field(default_factory=list)  # worker time per shard (benchmarks, projections)
+    commit_seconds: float = 0.0  # driver: merge of partials and the one-transaction commit
 
 
     def summary(self) -> str:
@@ -314,6 +316,7 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
         workers_used = ex.workers
         if ex is not executor:
             ex.close()
+    t_merge = time.perf_counter()
     entries = staging.finished()
     results = [staging.result(entries[t.index]) for t in tasks]
     partials = [e.new_partial() for e in exts]
@@ -344,9 +347,11 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
     finally:
         con.close()
     staging.remove()
-    return IngestResult(info.name, "ingested", n_ok, len(errors), time.perf_counter() - t0, run_id,
+    end = time.perf_counter()
+    return IngestResult(info.name, "ingested", n_ok, len(errors), end - t0, run_id,
                         fingerprint, errors, list(loader.notes), workers=workers_used, executor=ex.name,
-                        resumed=len(tasks) - len(todo))
+                        resumed=len(tasks) - len(todo), shard_seconds=[r.seconds for r in results],
+                        commit_seconds=end - t_merge)
 
 
 def _connect_to_commit(db_path: Path, wait: float, n_ok: int):

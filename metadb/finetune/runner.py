@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +34,7 @@ class Summary:
     planned: int = 0
     skipped: int = 0
     records: list[tuple[TrialSpec, TrialRecord]] = field(default_factory=list)
+    commit_seconds: float = 0.0  # the driver's share: one transaction per trial
 
     def line(self) -> str:
         return f"{self.planned} trials: {len(self.records)} run, {self.skipped} already stored"
@@ -147,7 +149,9 @@ def finetune(db, target: str, sources: Sequence[str], protocol: str, overrides: 
                disable=not progress if progress is not None else None)
     with bar:
         for spec, rec in _executed(todo, execute, executor, device):
+            t0 = time.perf_counter()
             commit(db, spec, rec)
+            summary.commit_seconds += time.perf_counter() - t0
             summary.records.append((spec, rec))
             bar.update(1)
             if on_record:
