@@ -80,7 +80,7 @@ class IngestResult:
         rate = self.images_ok / self.seconds if self.seconds else 0.0
         resumed = f", {self.resumed} shards resumed" if self.resumed else ""
         return (f"{self.dataset}: {self.images_ok} images ingested in {self.seconds:.1f} s{failed} "
-                f"({rate:.0f} images/s; {self.workers} workers, {self.executor}{resumed})")
+                f"({rate:.0f} images/s; {self.workers} worker{'s' if self.workers != 1 else ''}, {self.executor}{resumed})")
 
 
 def resolve(dataset: str | None, path: str | Path | None, name: str | None, layout: str | None,
