@@ -85,7 +85,7 @@ def naive(root: Path, draft: int | None = None) -> float:
         cdf = np.cumsum(hist) / hist.sum()
         drange = (np.searchsorted(cdf, 0.99) - np.searchsorted(cdf, 0.01)) / 256
         px = rgb.reshape(-1, 3).astype(np.float64)
-        rgb_sum += px.sum(axis=0)
+        rgb_sum += np.einsum("ij->j", px)  # as metadb: 4x faster than px.sum(axis=0) over N x 3
         rgb_sumsq += np.einsum("ij,ij->j", px, px)
         g = gray.astype(np.float64).ravel()
         g2 = g * g
