@@ -85,7 +85,7 @@ def main() -> None:
         tmp = Path(d)
         make_jpegs(tmp / "jpegs", args.jpegs)
         t0 = time.perf_counter()
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                            silence_logs=40)
         client = distributed.Client(cluster, set_as_default=False)
         client.run(lambda: __import__("metadb.ingest") and __import__("metadb.finetune.trial") and None)

@@ -159,7 +159,7 @@ def create_executor(spec: str | None = None, workers: int | None = None) -> Exec
             raise MetadbError(f"--executor {spec}: expected local-cluster:N with N >= 1 workers")
         distributed = _dask()
         cluster = distributed.LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=40)
+                                           dashboard_address=":0", silence_logs=40)
         return DaskExecutor(distributed.Client(cluster, set_as_default=False), cluster, f"local-cluster ({n} workers)")
     if spec.startswith(("dask://", "tcp://", "tls://")):
         address = "tcp://" + spec.split("://", 1)[1] if spec.startswith("dask://") else spec

@@ -31,7 +31,7 @@ distributed = pytest.importorskip("distributed")  # in the `test` extra; the ski
 def dask_executor():
     from metadb.executors import DaskExecutor
 
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                        silence_logs=40)
     client = distributed.Client(cluster, set_as_default=False)
     ex = DaskExecutor(client, None, "test-local-cluster")
