@@ -123,14 +123,19 @@ def embed_sharded(db_path: Path, dataset: str, loader, fingerprint: str, b, back
     key = f"{fingerprint}-{b.weights_sha256 or b.weights_source}-{dev.split(':')[0]}-{precision}-{int(per_image)}"
     staging = Staging(Path(f"{db_path}.staging"), f"embed-{b.name}", dataset, key[:120],
                       {"total": total, "shards": n, "batch_size": batch_size})
-    done = staging.open()
+    ex = create_executor(executor) if not hasattr(executor, "run") else executor  # fails before staging
+    try:
+        done = staging.open()
+    except BaseException:
+        if ex is not executor:
+            ex.close()
+        raise
     params = json_params(loader)
     tasks = [EmbedShard(i, lo, hi, loader_layout(loader), str(loader.root), params,
                         tuple(listed[lo:hi]) if listed is not None else None, backbone,
                         str(weights) if weights else None, random_init, dev, precision, batch_size,
                         str(staging.part(i)) if per_image else "") for i, (lo, hi) in enumerate(bounds)]
     todo = [t for t in tasks if t.index not in done]
-    ex = create_executor(executor) if not hasattr(executor, "run") else executor
     bar = tqdm(desc=f"embed {dataset} ({b.name})", unit="img", total=total,
                disable=None if progress is None else not progress)
     bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))

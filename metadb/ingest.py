@@ -286,12 +286,17 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
     t0 = time.perf_counter()
     tasks = plan_shards(info, folder, loader, exts, working_size)
     total = tasks[-1].hi
+    ex = create_executor(executor, workers) if not hasattr(executor, "run") else executor  # fails before staging
     staging = Staging(staging_root, "ingest", info.name, fingerprint, {"total": total, "shards": len(tasks)})
-    done = staging.open()
+    try:
+        done = staging.open()
+    except BaseException:
+        if ex is not executor:
+            ex.close()
+        raise
     tasks = [replace(t, part=str(staging.part(t.index))) for t in tasks]
     todo = [t for t in tasks if t.index not in done]
     skipped = list(loader.skipped)
-    ex = create_executor(executor, workers) if not hasattr(executor, "run") else executor
     bar = tqdm(desc=f"ingest {info.name}", unit="img", total=total, disable=None if progress is None else not progress,
                file=sys.stderr, dynamic_ncols=True)
     bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))

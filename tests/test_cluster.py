@@ -252,6 +252,7 @@ def test_unreachable_scheduler_and_bad_executor_are_one_line(runner, digits_fold
     assert r.output == ("Error: --executor 'spark://x' is not an executor; use local, local-cluster:N or "
                         "dask://host:port (or set $METADB_SCHEDULER)\n")
     assert not Path(db).exists() or api.sql("SELECT count(*) FROM datasets", db)[1] == [(0,)]
+    assert not Path(f"{db}.staging").exists()  # the executor is checked before any staging is made
 
 
 def test_without_dask_a_dask_executor_names_the_extra(digits_folder, db):
