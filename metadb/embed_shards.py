@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from metadb.embeddings import GaussianAccumulator, add_batch, forward, per_image
 from metadb.errors import MetadbError
 from metadb.executors import TaskFailed, create_executor
 from metadb.loaders import create_loader
-from metadb.loaders.base import shard_range
 from metadb.records import Record
 from metadb.staging import Staging
 
