@@ -342,3 +342,15 @@ def test_kill_9_of_the_driver_mid_grid_on_a_local_cluster_then_rerun_finishes(ft
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[-1] == f"4 trials: {4 - done} run, {done} already stored"
     assert api.sql("SELECT count(*), count(DISTINCT run_id) FROM runs", ft_db)[1] == [(4, 4)]
+
+
+def test_loader_shards_are_contiguous_near_equal_and_cover_the_dataset_once(digits_folder):
+    from metadb.loaders import create_loader
+
+    loader = create_loader("imagefolder", digits_folder)
+    whole = [r.image_id for r in loader.records()]
+    shards = [[r.image_id for r in loader.shard(i, 7).records()] for i in range(7)]
+    assert sum(shards, []) == whole and len(whole) == 600
+    assert {len(s) for s in shards} == {85, 86}  # 600 = 5 x 86 + 2 x 85
+    with pytest.raises(MetadbError, match="shard 7 of 7 does not exist"):
+        loader.shard(7, 7)
