@@ -6,7 +6,6 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from scipy.stats import entropy
 
 from metadb.extract import Extractor, Partial, register_extractor
 
@@ -35,6 +34,8 @@ class Basic(Extractor):
         out = {"n_images": float(n), "n_classes": float(len(counts))}
         if len(counts):
             out["imbalance_ratio"] = float(counts.max() / counts.min())
+            from scipy.stats import entropy  # here, not at the top: scipy.stats costs ~1 s of every ingest's start-up
+
             out["class_entropy"] = float(entropy(counts, base=2))
             # 1.0 for perfectly balanced classes, whatever their number
             out["class_entropy_norm"] = float(out["class_entropy"] / np.log2(len(counts))) if len(counts) > 1 else 0.0

@@ -10,7 +10,7 @@ import click
 import duckdb
 
 from metadb import api, queries
-from metadb.commands import all_commands, db_option
+from metadb.commands import all_commands, db_option, executor_option
 from metadb.commands.embed import backbone_options
 from metadb.errors import MetadbError
 from metadb.output import output_options, render
@@ -67,6 +67,7 @@ def cli() -> None:
                    "The store is locked only to commit, never while images decode.")
 @click.option("--backbone", help="Also embed it with this timm backbone (see `metadb embed`).")
 @backbone_options
+@executor_option
 @db_option
 def ingest(extractor_names: str, db: str | None, backbone: str | None, weights, device, random_init: bool,
            **kw: Any) -> None:
@@ -81,7 +82,8 @@ def ingest(extractor_names: str, db: str | None, backbone: str | None, weights, 
     if backbone:
         from metadb.embeddings import embed
 
-        click.echo(embed(db, result.dataset, backbone, weights, device, random_init=random_init).summary())
+        click.echo(embed(db, result.dataset, backbone, weights, device, random_init=random_init,
+                         executor=kw["executor"]).summary())
 
 
 @cli.command()

@@ -117,7 +117,6 @@ class _Images(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         import torch
-        from PIL import Image
 
         info = torch.utils.data.get_worker_info()
         shard, shards = (info.id, info.num_workers) if info else (0, 1)
@@ -125,17 +124,22 @@ class _Images(torch.utils.data.IterableDataset):
         for i, r in enumerate(records if self.where is None else filter(self.where, records)):
             if i % shards != shard:
                 continue
-            try:
-                if r.pixels is not None:
-                    im = Image.fromarray(r.pixels)
-                else:
-                    im = Image.open(r.file)
-                    im.draft("RGB", (512, 512))  # decode JPEGs near the model's input size
-                x = self.transform(im.convert("RGB"))
-            except (OSError, ValueError, SyntaxError, ImageError):
-                yield None, r.image_id, r.label or "", False
-                continue
-            yield x, r.image_id, r.label or "", True
+            yield transformed(r, self.transform)
+
+
+def transformed(r, transform):
+    """(tensor or None, image id, label, ok): one record decoded and preprocessed for the backbone."""
+    from PIL import Image
+
+    try:
+        if r.pixels is not None:
+            im = Image.fromarray(r.pixels)
+        else:
+            im = Image.open(r.file)
+            im.draft("RGB", (512, 512))  # decode JPEGs near the model's input size
+        return transform(im.convert("RGB")), r.image_id, r.label or "", True
+    except (OSError, ValueError, SyntaxError, ImageError):
+        return None, r.image_id, r.label or "", False
 
 
 def _collate(items):
@@ -161,10 +165,12 @@ def loader_for(con, dataset: str):
 def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Path | None = None,
           device: str | None = None, per_image: bool = True, batch_size: int | None = None,
           random_init: bool = False, progress: bool | None = None, workers: int | None = None,
-          force: bool = False, precision: str | None = None) -> EmbedResult:
+          force: bool = False, precision: str | None = None, executor=None) -> EmbedResult:
     """Embed one ingested dataset; the store changes only when every batch has gone through.
 
     `precision` is fp32 or amp (bfloat16 autocast; the default on CUDA); it is part of the identity.
+    `executor` (a spec or an Executor, see metadb.executors): shards run there, each returning its
+    Gaussian accumulator and a Parquet part; without it, one process streams through a DataLoader.
     """
     import torch
 
@@ -187,13 +193,22 @@ def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Pat
             model = model.to(memory_format=torch.channels_last)
         batch_size = batch_size or (128 if cuda else 32)
         workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if cuda else 1)
-        data = torch.utils.data.DataLoader(_Images(loader, b.transform()), batch_size=batch_size, num_workers=workers,
-                                           collate_fn=_collate, pin_memory=cuda)
         run_id = uuid.uuid4().hex[:12]
         out_dir = Path(f"{db_path}.embeddings")
         final = out_dir / f"{dataset}.{ident.name}.{run_id}.parquet"
         t0 = time.perf_counter()
-        acc, n_ok, failed, tmp = _stream(data, model, dev, prec, b, dataset, per_image, out_dir, run_id, progress)
+        if executor is not None:
+            from metadb.embed_shards import embed_sharded
+
+            con.close()  # no lock while shards run; reopened to commit
+            acc, n_ok, failed, tmp = embed_sharded(db_path, dataset, loader, fingerprint, b, backbone, weights,
+                                                   random_init, dev, prec, batch_size, per_image, out_dir, run_id,
+                                                   progress, executor)
+            con = store.connect(db_path)
+        else:
+            data = torch.utils.data.DataLoader(_Images(loader, b.transform()), batch_size=batch_size,
+                                               num_workers=workers, collate_fn=_collate, pin_memory=cuda)
+            acc, n_ok, failed, tmp = _stream(data, model, dev, prec, b, dataset, per_image, out_dir, run_id, progress)
         if n_ok < 2:
             raise MetadbError(f"{dataset}: only {n_ok} images could be embedded; need at least 2")
         seconds = time.perf_counter() - t0
@@ -213,7 +228,6 @@ def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Pat
 
 
 def _stream(data, model, dev, precision, b, dataset, per_image, out_dir, run_id, progress):
-    import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
     from tqdm import tqdm
@@ -223,9 +237,7 @@ def _stream(data, model, dev, precision, b, dataset, per_image, out_dir, run_id,
     if per_image:
         out_dir.mkdir(exist_ok=True)
         tmp = out_dir / f".{run_id}.parquet.tmp"
-        schema = pa.schema([("image_id", pa.string()), ("label", pa.string()),
-                            ("embedding", pa.list_(pa.float32(), b.feature_dim))])
-        writer = pq.ParquetWriter(tmp, schema)
+        writer = pq.ParquetWriter(tmp, per_image_schema(b.feature_dim))
     n_ok = failed = 0
     bar = tqdm(desc=f"embed {dataset} ({b.name})", unit="img", disable=None if progress is None else not progress)
     try:
@@ -234,22 +246,8 @@ def _stream(data, model, dev, precision, b, dataset, per_image, out_dir, run_id,
                 failed += len(bad)
                 if x is None:
                     continue
-                x = x.to(dev, non_blocking=True)
-                if dev.startswith("cuda"):
-                    x = x.to(memory_format=torch.channels_last)
-                with torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=precision == "amp"):
-                    f = model(x)
-                f = f.float().cpu().numpy()
-                if not np.isfinite(f).all():
-                    raise MetadbError(f"backbone {b.name} produced NaN or inf features in batch {k} of {dataset}",
-                                      "check the weights (--weights) and the preprocessing")
-                f64 = f.astype(np.float64)
-                for label in set(labels):
-                    acc.add(label, f64[[i for i, l in enumerate(labels) if l == label]])
-                if writer is not None:
-                    writer.write_table(pa.table({"image_id": ids, "label": labels,
-                                                 "embedding": pa.FixedSizeListArray.from_arrays(f.ravel(), b.feature_dim)},
-                                                schema=writer.schema))
+                f = forward(model, x, dev, precision, f"batch {k} of {dataset}", b.name)
+                add_batch(acc, writer, f, ids, labels)
                 n_ok += len(ids)
                 bar.update(len(ids) + len(bad))
     except BaseException:
@@ -260,6 +258,41 @@ def _stream(data, model, dev, precision, b, dataset, per_image, out_dir, run_id,
     if writer is not None:
         writer.close()
     return acc, n_ok, failed, tmp
+
+
+def forward(model, x, dev: str, precision: str, where: str, name: str) -> np.ndarray:
+    """Features of one batch as float32 (N x D); NaN or inf is a one-line error naming the batch."""
+    import torch
+
+    x = x.to(dev, non_blocking=True)
+    if dev.startswith("cuda"):
+        x = x.to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=precision == "amp"):
+        f = model(x)
+    f = f.float().cpu().numpy()
+    if not np.isfinite(f).all():
+        raise MetadbError(f"backbone {name} produced NaN or inf features in {where}",
+                          "check the weights (--weights) and the preprocessing")
+    return f
+
+
+def per_image_schema(dim: int):
+    import pyarrow as pa
+
+    return pa.schema([("image_id", pa.string()), ("label", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+
+
+def add_batch(acc: GaussianAccumulator, writer, f: np.ndarray, ids: list[str], labels: list[str]) -> None:
+    """Fold a batch into the per-class sums (float64) and, when asked, the per-image Parquet."""
+    import pyarrow as pa
+
+    f64 = f.astype(np.float64)
+    for label in sorted(set(labels)):
+        acc.add(label, f64[[i for i, l in enumerate(labels) if l == label]])
+    if writer is not None:
+        writer.write_table(pa.table({"image_id": ids, "label": labels,
+                                     "embedding": pa.FixedSizeListArray.from_arrays(f.ravel(), f.shape[1])},
+                                    schema=writer.schema))
 
 
 def _up_to_date(con, dataset: str, ident, fingerprint: str, per_image: bool) -> bool:

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
-import shutil
+import socket
 import sys
 import time
 import uuid
-from collections import deque
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
@@ -39,12 +36,14 @@ from metadb.errors import ImageError, MetadbError, StoreInUseError
 from metadb.extract import Extractor, create_extractor, extractors
 from metadb.imageio import decode
 from metadb.loaders import Loader, create_loader
-from metadb.loaders.base import shown
+from metadb.executors import Executor, TaskFailed, create_executor
+from metadb.loaders.base import shard_range, shown
+from metadb.staging import Staging
 from metadb.records import Record
 
 DEFAULT_EXTRACTORS = ("basic", "image_stats", "phash")
 CHUNK = 64
-ROW_GROUP = 16_384
+SHARD_SIZE = 256  # images per task: small enough to balance 2 workers on 2,000 images, big enough to amortise a task
 COMMIT_WAIT = 30.0  # seconds the final commit waits for readers at least, so decoded work is not thrown away
 
 CORE_COLUMNS: dict[str, pa.DataType] = {
@@ -67,12 +66,21 @@ class IngestResult:
     fingerprint: str = ""
     errors: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # choices made about ambiguous input, one line each
+    workers: int = 0
+    executor: str = ""
+    resumed: int = 0  # shards taken from an interrupted run's staging folder
+    shard_seconds: list[float] = field(default_factory=list)  # worker time per shard (benchmarks, projections)
+    commit_seconds: float = 0.0  # driver: merge of partials and the one-transaction commit
+
 
     def summary(self) -> str:
         if self.status == "up-to-date":
             return f"{self.dataset}: up to date (fingerprint {self.fingerprint}); nothing to do (--force recomputes)"
         failed = f", {self.images_failed} skipped (see ingest_errors)" if self.images_failed else ""
-        return f"{self.dataset}: {self.images_ok} images ingested in {self.seconds:.1f} s{failed}"
+        rate = self.images_ok / self.seconds if self.seconds else 0.0
+        resumed = f", {self.resumed} shards resumed" if self.resumed else ""
+        return (f"{self.dataset}: {self.images_ok} images ingested in {self.seconds:.1f} s{failed} "
+                f"({rate:.0f} images/s; {self.workers} worker{'s' if self.workers != 1 else ''}, {self.executor}{resumed})")
 
 
 def resolve(dataset: str | None, path: str | Path | None, name: str | None, layout: str | None,
@@ -107,10 +115,13 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
            name: str | None = None, layout: str | None = None, modality: str | None = None,
            root: str | Path | None = None, extractor_names: Sequence[str] = DEFAULT_EXTRACTORS,
            working_size: int = 256, workers: int | None = None, force: bool = False, strict: bool = False,
-           progress: bool | None = None, command: str = "", wait: float | None = None) -> IngestResult:
+           progress: bool | None = None, command: str = "", wait: float | None = None,
+           executor: str | Executor | None = None) -> IngestResult:
     """Ingest one dataset; the store changes only when the whole dataset has been processed.
 
     `wait`: seconds to wait for another process holding the store (default $METADB_WAIT or 0).
+    `executor`: where shards run (see metadb.executors; default the local pool of `workers`).
+    A killed ingest keeps its finished shards in `<store>.staging/`; the same call resumes them.
     """
     notes: list[str] = []
     info, folder = resolve(dataset, path, name, layout, modality, root, notes)
@@ -130,37 +141,10 @@ def ingest(db: str | Path | None = None, *, dataset: str | None = None, path: st
     if row and row[0] == fingerprint and not force:
         return IngestResult(info.name, "up-to-date", fingerprint=fingerprint, notes=notes)
     run_id = uuid.uuid4().hex[:12]
-    staging_root = Path(f"{db_path}.staging")
-    _remove_stale_staging(staging_root)
-    staging = staging_root / f"{os.getpid()}-{run_id}"
-    try:
-        result = _run(db_path, wait, info, folder, loader, exts, fingerprint, run_id, staging, working_size,
-                      workers, strict, progress, command)
-        result.notes[:0] = notes
-        return result
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(staging_root)
-
-
-def _remove_stale_staging(root: Path) -> None:
-    """Staging folders (`<pid>-<run>`) of ingests that were killed; running ones are left alone."""
-    if not root.is_dir():
-        return
-    for d in root.iterdir():
-        pid = d.name.split("-", 1)[0]
-        if not (pid.isdigit() and _alive(int(pid))):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    result = _run(db_path, wait, info, folder, loader, exts, fingerprint, run_id, Path(f"{db_path}.staging"),
+                  working_size, workers, strict, progress, command, executor)
+    result.notes[:0] = notes
+    return result
 
 
 def _extractors(names: Sequence[str], working_size: int) -> list[Extractor]:
@@ -215,78 +199,164 @@ def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _results(dataset: str, loader: Loader, exts: list[Extractor], working_size: int, workers: int):
-    """Chunk results in order; at most 2 chunks per worker in flight, so memory stays flat."""
-    chunks = _chunks(loader.records())
-    if workers <= 1:
-        for c in chunks:
-            yield len(c), process_chunk(dataset, c, exts, working_size)
-        return
-    ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ctx.Pool(workers) as pool:
-        pending: deque = deque()
-        for c in chunks:
-            pending.append((len(c), pool.apply_async(process_chunk, (dataset, c, exts, working_size))))
-            if len(pending) >= 2 * workers:
-                n, res = pending.popleft()
-                yield n, res.get()
-        while pending:
-            n, res = pending.popleft()
-            yield n, res.get()
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard of an ingest, everything a worker needs and nothing of the store.
+
+    File layouts carry the driver's listing of the shard (paths only, no pixels), so no worker
+    walks the whole tree; container layouts (HDF5, NPZ) carry None and the worker reads its range.
+    """
+
+    index: int
+    lo: int
+    hi: int
+    dataset: str
+    layout: str
+    root: str
+    params: dict[str, Any]
+    records: tuple[Record, ...] | None
+    extractor_names: tuple[str, ...]
+    working_size: int
+    part: str
 
 
-def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor],
-         fingerprint: str, run_id: str, staging: Path, working_size: int, workers: int | None, strict: bool,
-         progress: bool | None, command: str) -> IngestResult:
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+@dataclass
+class ShardResult:
+    n_ok: int
+    partials: list[dict[str, Any]]
+    errors: list[tuple[str, str]]
+    seconds: float
+
+
+def ingest_shard(task: ShardTask) -> ShardResult:
+    """Worker: decode and measure one shard; its rows go to a Parquet part, its partials come back."""
     t0 = time.perf_counter()
-    staging.mkdir(parents=True, exist_ok=True)
-    parquet = staging / "images.parquet"
+    if not os.access(task.root, os.R_OK):
+        raise MetadbError(f"worker on {socket.gethostname()} cannot open the data root {task.root}",
+                          "every worker must see the data at the same path (a shared filesystem)")
+    exts = _extractors(task.extractor_names, task.working_size)
     schema = _schema(exts)
+    if task.records is not None:
+        records: Iterable[Record] = task.records
+    else:
+        records = create_loader(task.layout, task.root, **task.params).read_range(task.lo, task.hi)
     partials = [e.new_partial() for e in exts]
     errors: list[tuple[str, str]] = []
     n_ok = 0
-    workers = workers or os.cpu_count() or 1
-    bar = tqdm(desc=f"ingest {info.name}", unit="img", disable=None if progress is None else not progress,
-               file=sys.stderr, dynamic_ncols=True)
-    buffered: list[dict[str, Any]] = []
-    # closing() stops the worker pool at once on any error or Ctrl-C, not at interpreter exit
-    with pq.ParquetWriter(parquet, schema) as writer, bar, \
-            closing(_results(info.name, loader, exts, working_size, workers)) as results:
-        for n, (rows, parts, errs) in results:
-            if errs and strict:
-                path, reason = errs[0]
-                raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
-            buffered.extend(rows)
-            if len(buffered) >= ROW_GROUP:  # few large row groups: DuckDB reads them back with less memory
-                writer.write_table(pa.Table.from_pylist(buffered, schema=schema))
-                buffered.clear()
+    part = Path(task.part)
+    tmp = part.with_name(f".{part.name}.{os.getpid()}.tmp")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        buffered: list[dict[str, Any]] = []
+        for chunk in _chunks(records):
+            rows, parts, errs = process_chunk(task.dataset, chunk, exts, task.working_size)
             partials = [e.merge(a, b) for e, a, b in zip(exts, partials, parts)]
             errors.extend(errs)
+            buffered.extend(rows)
             n_ok += len(rows)
-            bar.update(n)
-        if buffered:
-            writer.write_table(pa.Table.from_pylist(buffered, schema=schema))
-    if loader.skipped and strict:  # entries the loader could not use (names, folders, duplicates)
-        path, reason = loader.skipped[0]
+        writer.write_table(pa.Table.from_pylist(buffered, schema=schema))
+    os.replace(tmp, part)
+    return ShardResult(n_ok, partials, errors, time.perf_counter() - t0)
+
+
+def plan_shards(info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor], working_size: int,
+                shard_size: int = SHARD_SIZE) -> list[ShardTask]:
+    """The shards of a dataset, from one listing pass on the driver (which also collects `skipped`)."""
+    listed: list[Record] | None = []
+    total = 0
+    for r in loader.records():
+        total += 1
+        if r.pixels is not None:
+            listed = None  # a container: workers read their own ranges
+        elif listed is not None:
+            listed.append(r)
+    n = max(1, -(-total // shard_size))
+    names = tuple(e.name for e in exts)
+    tasks = []
+    for i in range(n):
+        lo, hi = shard_range(i, n, total)
+        tasks.append(ShardTask(i, lo, hi, info.name, info.layout, str(folder), info.loader_params(),
+                               tuple(listed[lo:hi]) if listed is not None else None, names, working_size, ""))
+    return tasks
+
+
+def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Loader, exts: list[Extractor],
+         fingerprint: str, run_id: str, staging_root: Path, working_size: int, workers: int | None, strict: bool,
+         progress: bool | None, command: str, executor: str | Executor | None) -> IngestResult:
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    tasks = plan_shards(info, folder, loader, exts, working_size)
+    total = tasks[-1].hi
+    ex = create_executor(executor, workers) if not hasattr(executor, "run") else executor  # fails before staging
+    staging = Staging(staging_root, "ingest", info.name, fingerprint, {"total": total, "shards": len(tasks)})
+    try:
+        done = staging.open()
+    except BaseException:
+        if ex is not executor:
+            ex.close()
+        raise
+    tasks = [replace(t, part=str(staging.part(t.index))) for t in tasks]
+    todo = [t for t in tasks if t.index not in done]
+    skipped = list(loader.skipped)
+    bar = tqdm(desc=f"ingest {info.name}", unit="img", total=total, disable=None if progress is None else not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))
+    try:
+        with bar:
+            for k, res in ex.run(ingest_shard, todo):
+                task = todo[k]
+                if res.errors and strict:
+                    path, reason = res.errors[0]
+                    staging.remove()  # the data must change before a re-run; nothing here is reusable
+                    raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
+                staging.finish(task.index, res, part=Path(task.part).name, lo=task.lo, hi=task.hi, rows=res.n_ok,
+                               seconds=round(res.seconds, 3))
+                bar.update(task.hi - task.lo)
+    except TaskFailed as e:
+        task = todo[e.index]
+        first = f", first {task.records[0].path}" if task.records else ""
+        raise MetadbError(f"shard {task.index} (images {task.lo}-{task.hi - 1} of {total}{first}) failed after "
+                          f"{e.attempts} attempt(s): {type(e.error).__name__}: {e.error}",
+                          "nothing was committed; finished shards are kept, so the same command resumes") from None
+    finally:
+        workers_used = ex.workers
+        if ex is not executor:
+            ex.close()
+    t_merge = time.perf_counter()
+    entries = staging.finished()
+    results = [staging.result(entries[t.index]) for t in tasks]
+    partials = [e.new_partial() for e in exts]
+    errors: list[tuple[str, str]] = []
+    for res in results:  # in shard order: the same sums whichever worker finished first
+        partials = [e.merge(a, b) for e, a, b in zip(exts, partials, res.partials)]
+        errors.extend(res.errors)
+    n_ok = sum(r.n_ok for r in results)
+    if skipped and strict:  # entries the loader could not use (names, folders, duplicates)
+        path, reason = skipped[0]
+        staging.remove()
         raise MetadbError(f"{folder / path}: {reason}", "fix it, or drop --strict to record and skip it")
-    errors.extend(loader.skipped)
+    errors.extend(skipped)
     if n_ok == 0:
         detail = f"; first error: {errors[0][0]}: {errors[0][1]}" if errors else ""
+        staging.remove()
         raise MetadbError(f"{folder}: no readable images{detail}")
     features = {e.name: e.finalize(p) for e, p in zip(exts, partials)}
     class_counts = partials[[e.name for e in exts].index("basic")]["class_counts"]
     ended = datetime.now(timezone.utc).replace(tzinfo=None)
     params = {"working_size": working_size, "extractors": [e.name for e in exts], **info.loader_params()}
+    parts = [str(staging.part(t.index)) for t in tasks]
     con = _connect_to_commit(db_path, wait, n_ok)
     try:
         with store.transaction(con):
-            _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint,
+            _write(con, info, folder, loader, exts, features, class_counts, parts, _schema(exts), fingerprint,
                    run_id, errors, params, started, ended, n_ok, command)
     finally:
         con.close()
-    return IngestResult(info.name, "ingested", n_ok, len(errors), time.perf_counter() - t0, run_id,
-                        fingerprint, errors, list(loader.notes))
+    staging.remove()
+    end = time.perf_counter()
+    return IngestResult(info.name, "ingested", n_ok, len(errors), end - t0, run_id,
+                        fingerprint, errors, list(loader.notes), workers=workers_used, executor=ex.name,
+                        resumed=len(tasks) - len(todo), shard_seconds=[r.seconds for r in results],
+                        commit_seconds=end - t_merge)
 
 
 def _connect_to_commit(db_path: Path, wait: float, n_ok: int):
@@ -298,7 +368,7 @@ def _connect_to_commit(db_path: Path, wait: float, n_ok: int):
                               "re-run when it is free, or give it longer with --wait SECONDS") from None
 
 
-def _write(con, info, folder, loader, exts, features, class_counts, parquet, schema, fingerprint, run_id,
+def _write(con, info, folder, loader, exts, features, class_counts, parts, schema, fingerprint, run_id,
            errors, params, started, ended, n_ok, command) -> None:
     for table, key in (("images", "dataset"), ("classes", "dataset"), ("meta_features", "dataset"),
                        ("ingest_errors", "dataset"), ("datasets", "name")):
@@ -312,7 +382,7 @@ def _write(con, info, folder, loader, exts, features, class_counts, parquet, sch
     _insert_many(con, "INSERT INTO classes VALUES (?, ?, ?)",
                     [[info.name, label, count] for label, count in sorted(class_counts.items())])
     cols = ", ".join(schema.names)
-    con.execute(f"INSERT INTO images ({cols}) SELECT {cols} FROM read_parquet(?)", [str(parquet)])
+    con.execute(f"INSERT INTO images ({cols}) SELECT {cols} FROM read_parquet(?)", [parts])
     _insert_many(con, 
         "INSERT INTO meta_features VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [[info.name, e.name, e.version, k, v, json.dumps(e.params(), sort_keys=True), run_id, ended]
@@ -329,10 +399,3 @@ def _write(con, info, folder, loader, exts, features, class_counts, parquet, sch
 def _insert_many(con, sql: str, rows: list[list[Any]]) -> None:
     if rows:  # DuckDB refuses executemany with no parameter sets
         con.executemany(sql, rows)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass

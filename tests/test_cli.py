@@ -27,7 +27,7 @@ def test_ingest_prints_one_summary_line(runner, db, tmp_path):
     folder = write_imagefolder(tmp_path / "x", {"a": "camera", "b": "coins"}, n=2)
     r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--db", db, "--workers", "1"])
     assert r.exit_code == 0, r.output
-    assert re.fullmatch(r"x: 4 images ingested in \d+\.\d s\n", r.output)
+    assert re.fullmatch(r"x: 4 images ingested in \d+\.\d s \(\d+ images/s; 1 worker, local \(1 process\)\)\n", r.output)
     r = runner.invoke(cli, ["ingest", "--path", str(folder), "--name", "x", "--db", db])
     assert r.output.startswith("x: up to date (fingerprint ")
 

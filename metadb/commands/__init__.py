@@ -15,6 +15,11 @@ import click
 db_option = click.option("--db", envvar="METADB_DB", type=click.Path(dir_okay=False), default=None,
                          help="Store file (default ./metadb.duckdb, or $METADB_DB).")
 
+executor_option = click.option(
+    "--executor", envvar="METADB_SCHEDULER", default=None,
+    help="Where tasks run: local (process pool, default), local-cluster:N (a Dask LocalCluster of N workers) "
+         "or dask://host:port (a running Dask scheduler; also $METADB_SCHEDULER). Dask needs metadb[cluster].")
+
 
 def all_commands() -> list[click.Command]:
     found: list[click.Command] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metadb.commands import db_option
+from metadb.commands import db_option, executor_option
 
 
 def backbone_options(fn):
@@ -25,9 +25,10 @@ def backbone_options(fn):
 @click.option("--precision", type=click.Choice(["fp32", "amp"]),
               help="fp32, or amp (bfloat16 autocast); default amp on CUDA, fp32 elsewhere. Part of the identity.")
 @click.option("--force", is_flag=True, help="Recompute even when data and weights are unchanged.")
+@executor_option
 @db_option
 def embed(dataset: str, backbone: str, weights, device, random_init: bool, per_image: bool, batch_size, precision,
-          force: bool, db) -> None:
+          force: bool, executor, db) -> None:
     """Embed an ingested dataset: per-class mean and covariance, and per-image vectors.
 
     The embedding is stored under a backbone identity (arch.tag: weights, preprocessing, device
@@ -36,7 +37,7 @@ def embed(dataset: str, backbone: str, weights, device, random_init: bool, per_i
     from metadb.embeddings import embed as run
 
     click.echo(run(db, dataset, backbone, weights, device, per_image, batch_size, random_init, force=force,
-                   precision=precision).summary())
+                   precision=precision, executor=executor).summary())
 
 
 COMMANDS = [embed]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metadb.commands import db_option
+from metadb.commands import db_option, executor_option
 from metadb.output import output_options, render
 
 EXTRAS = {"ignore_unknown_options": True, "allow_extra_args": True}
@@ -30,9 +30,10 @@ def _progress(quiet: bool) -> bool | None:
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present).")
 @click.option("--workers", type=int, help="Decoding processes per trial (default: 0 on CPU, up to 8 on GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@executor_option
 @db_option
 @click.pass_context
-def finetune(ctx, target, sources, protocol, device, workers, quiet, db) -> None:
+def finetune(ctx, target, sources, protocol, device, workers, quiet, executor, db) -> None:
     """Fine-tune sources on a target under a protocol; every trial becomes a run and an outcome.
 
     Rerunning the same command skips stored trials (a killed one starts over).
@@ -42,7 +43,7 @@ def finetune(ctx, target, sources, protocol, device, workers, quiet, db) -> None
 
     overrides, grid = parse_overrides(ctx.args)
     summary = run(db, target, sources.split(","), protocol, overrides, grid, device, workers, _progress(quiet),
-                  on_record=lambda spec, rec: click.echo(trial_line(spec, rec)))
+                  on_record=lambda spec, rec: click.echo(trial_line(spec, rec)), executor=executor)
     click.echo(summary.line())
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +34,7 @@ class Summary:
     planned: int = 0
     skipped: int = 0
     records: list[tuple[TrialSpec, TrialRecord]] = field(default_factory=list)
+    commit_seconds: float = 0.0  # the driver's share: one transaction per trial
 
     def line(self) -> str:
         return f"{self.planned} trials: {len(self.records)} run, {self.skipped} already stored"
@@ -131,21 +133,52 @@ def plan(db, target: str, sources: Sequence[str], protocol: str, overrides: dict
 def finetune(db, target: str, sources: Sequence[str], protocol: str, overrides: dict[str, Any] | None = None,
              grid: dict[str, list[str]] | None = None, device: str | None = None, workers: int | None = None,
              progress: bool | None = None, execute: Callable[[TrialSpec], TrialRecord] = run_trial,
-             on_record: Callable[[TrialSpec, TrialRecord], None] | None = None) -> Summary:
-    """Run every trial not yet stored; each finished one commits its run, outcome and the selection."""
+             on_record: Callable[[TrialSpec, TrialRecord], None] | None = None, executor=None) -> Summary:
+    """Run every trial not yet stored; each finished one commits its run, outcome and the selection.
+
+    `executor` (a spec or an Executor, see metadb.executors): trials run there, in parallel, and
+    the driver commits each as it returns; without it they run here one after another.
+    """
     from tqdm import tqdm
 
     specs = plan(db, target, sources, protocol, overrides, grid, device, workers, progress)
     done = stored_run_ids(db, [s.run_id for s in specs])
     todo = [s for s in specs if s.run_id not in done]
     summary = Summary(len(specs), len(specs) - len(todo))
-    for spec in tqdm(todo, desc=f"finetune {target}", unit="trial", disable=not progress if progress is not None else None):
-        rec = execute(spec)
-        commit(db, spec, rec)
-        summary.records.append((spec, rec))
-        if on_record:
-            on_record(spec, rec)
+    bar = tqdm(total=len(todo), desc=f"finetune {target}", unit="trial",
+               disable=not progress if progress is not None else None)
+    with bar:
+        for spec, rec in _executed(todo, execute, executor, device):
+            t0 = time.perf_counter()
+            commit(db, spec, rec)
+            summary.commit_seconds += time.perf_counter() - t0
+            summary.records.append((spec, rec))
+            bar.update(1)
+            if on_record:
+                on_record(spec, rec)
     return summary
+
+
+def _executed(todo: list[TrialSpec], execute, executor, device: str | None):
+    """(spec, record) as trials finish: here in order, or on an executor (a GPU each when asked for CUDA)."""
+    if executor is None:
+        yield from ((spec, execute(spec)) for spec in todo)
+        return
+    from metadb.executors import TaskFailed, create_executor
+
+    ex = executor if hasattr(executor, "run") else create_executor(executor)
+    gpu = {"GPU": 1} if (device or "").startswith("cuda") and not ex.name.startswith("local") else None
+    try:
+        for k, rec in ex.run(execute, todo, resources=gpu):
+            yield todo[k], rec
+    except TaskFailed as e:
+        s = todo[e.index]
+        raise MetadbError(f"trial {s.run_id} ({s.source.name} -> {s.target} fold {s.fold}) failed after {e.attempts} "
+                          f"attempt(s): {type(e.error).__name__}: {e.error}",
+                          "finished trials are committed; the same command runs the rest") from None
+    finally:
+        if ex is not executor:
+            ex.close()
 
 
 def stored_run_ids(db, ids: list[str]) -> set[str]:

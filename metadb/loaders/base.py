@@ -18,6 +18,7 @@ import io
 import json
 import os
 from abc import ABC, abstractmethod
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
@@ -60,6 +61,25 @@ class Loader(ABC):
                 continue
             yield r
 
+    def count(self) -> int:
+        """How many records `records()` yields (a listing pass; containers may answer from a header)."""
+        return sum(1 for _ in self.records())
+
+    def shard(self, i: int, n: int, total: int | None = None) -> "Loader":
+        """The i-th of n contiguous, near-equal slices of `records()`, as a loader of its own.
+
+        A worker given a shard decodes only its slice; `total` (the driver's count) saves it a
+        counting pass. Containers that can seek (HDF5, NPZ) override `read_range` to skip straight there.
+        """
+        if not 0 <= i < n:
+            raise MetadbError(f"shard {i} of {n} does not exist; expected 0 <= i < n")
+        lo, hi = shard_range(i, n, self.count() if total is None else total)
+        return _Slice(self, lo, hi)
+
+    def read_range(self, lo: int, hi: int) -> Iterator[Record]:
+        """Records lo..hi-1 of `records()`; the default walks the listing and keeps the slice."""
+        return islice(self.records(), lo, hi)
+
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append((shown(path), reason))
 
@@ -85,6 +105,32 @@ class Loader(ABC):
         if not path.exists():
             raise MetadbError(f"{path} not found: expected {what}")
         return path
+
+
+def shard_range(i: int, n: int, total: int) -> tuple[int, int]:
+    """[lo, hi) of shard i of n over `total` records: contiguous, sizes differ by at most one."""
+    return i * total // n, (i + 1) * total // n
+
+
+class _Slice(Loader):
+    """One shard of a loader: reads only records lo..hi-1; skipped entries stay with the whole listing."""
+
+    def __init__(self, parent: Loader, lo: int, hi: int):
+        super().__init__(parent.root, **parent.params)
+        self.parent, self.lo, self.hi = parent, lo, hi
+        self.label_type = parent.label_type
+
+    def check(self) -> None:
+        self.parent.check()
+
+    def read(self) -> Iterator[Record]:
+        return self.parent.read_range(self.lo, self.hi)
+
+    def records(self) -> Iterator[Record]:
+        return self.read()
+
+    def input_files(self) -> Iterable[Path]:
+        return self.parent.input_files()
 
 
 loaders: Registry[type[Loader]] = Registry("layout")
