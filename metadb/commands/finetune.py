@@ -30,9 +30,11 @@ def _progress(quiet: bool) -> bool | None:
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present).")
 @click.option("--workers", type=int, help="Decoding processes per trial (default: 0 on CPU, up to 8 on GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--mlflow", "mlflow_uri", metavar="URI",
+              help="Also log each trial as an MLflow run (e.g. file:./mlruns); needs pip install metadb[mlflow].")
 @db_option
 @click.pass_context
-def finetune(ctx, target, sources, protocol, device, workers, quiet, db) -> None:
+def finetune(ctx, target, sources, protocol, device, workers, quiet, mlflow_uri, db) -> None:
     """Fine-tune sources on a target under a protocol; every trial becomes a run and an outcome.
 
     Rerunning the same command skips stored trials (a killed one starts over).
@@ -42,7 +44,7 @@ def finetune(ctx, target, sources, protocol, device, workers, quiet, db) -> None
 
     overrides, grid = parse_overrides(ctx.args)
     summary = run(db, target, sources.split(","), protocol, overrides, grid, device, workers, _progress(quiet),
-                  on_record=lambda spec, rec: click.echo(trial_line(spec, rec)))
+                  on_record=lambda spec, rec: click.echo(trial_line(spec, rec)), mlflow=mlflow_uri)
     click.echo(summary.line())
 
 
