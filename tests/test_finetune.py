@@ -261,9 +261,11 @@ def test_mlflow_logging_round_trips_to_the_same_best_source(runner_cli, db, tmp_
     args = ["finetune", "--target", "digits", "--sources", "random,effnet", "--protocol", "juodelyte", "--db", db,
             *TINY, "--epochs", "2", "--folds", "2", "--train-per-class", "20", "--val-per-class", "10",
             "--grid", "lr=1e-3,1e-2", "--quiet", "--mlflow", uri]
-    r = runner_cli.invoke(cli, args)
+    half = runner_cli.invoke(cli, [*args[:args.index("--grid")], "--lr", "1e-3", "--quiet"])  # no --mlflow yet
+    assert half.output.splitlines()[-1] == "4 trials: 4 run, 0 already stored", half.output
+    r = runner_cli.invoke(cli, args)  # the stored half is logged first, the rest as each trial commits
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines()[-1] == "8 trials: 8 run, 0 already stored; 8 logged to MLflow"
+    assert r.output.splitlines()[-1] == "8 trials: 4 run, 4 already stored; 8 logged to MLflow"
     again = runner_cli.invoke(cli, args)  # stored and logged: nothing to train, nothing to log
     assert again.output.splitlines()[-1] == "8 trials: 0 run, 8 already stored", again.output
 
