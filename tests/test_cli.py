@@ -136,8 +136,8 @@ def test_demo_ingests_real_shipped_images_and_ranks_two_pretrained_models(runner
     capsys.readouterr()
     finetune_models(db)  # the demo's fine-tuning: 3 sources x 3 folds, real training on the 91 images
     out = capsys.readouterr().out.splitlines()
-    shown = out.index("$ metadb query best-source --target demo-medical")  # then its header and three rows
-    assert out[shown - 2] == "9 trials: 9 run, 0 already stored" and len(out) == shown + 5
+    shown = out.index("$ metadb query best-source --target demo-medical")  # then its header, rule and three rows
+    assert out[shown - 2] == "9 trials: 9 run, 0 already stored" and len(out) == shown + 6
     cols, best = api.query("best_source", db, target="demo-medical")
     answer = [dict(zip(cols, row)) for row in best]
     assert [(a["evidence"], a["n"], a["origin"], a["metric"]) for a in answer] == [("outcome", 3, "run", "auc")] * 3
