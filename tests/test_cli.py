@@ -118,8 +118,8 @@ def test_registries_are_listed(runner):
     assert "overlap" in runner.invoke(cli, ["queries", "--csv"]).output
 
 
-def test_demo_ingests_real_shipped_images_and_ranks_two_pretrained_models(runner, db, tmp_path):
-    from metadb.commands.demo import DEMO_METRICS, rank_models
+def test_demo_ingests_real_shipped_images_and_ranks_two_pretrained_models(runner, db, tmp_path, capsys):
+    from metadb.commands.demo import DEMO_METRICS, finetune_models, rank_models
 
     r = runner.invoke(cli, ["demo", "--data", str(tmp_path / "demo-data"), "--no-embed", "--db", db])
     assert r.exit_code == 0, r.output
@@ -133,6 +133,24 @@ def test_demo_ingests_real_shipped_images_and_ranks_two_pretrained_models(runner
     scored = api.sql("SELECT source, metric, n FROM scores WHERE target = 'demo-medical' ORDER BY 1, 2", db)[1]
     assert {(s, m) for s, m, _ in scored} == {(s, m) for s in ("efficientnet-lite0", "mobilenet-v2") for m in DEMO_METRICS}
     assert {n for *_, n in scored} == {91}
+    capsys.readouterr()
+    finetune_models(db)  # the demo's fine-tuning: 3 sources x 3 folds, real training on the 91 images
+    out = capsys.readouterr().out.splitlines()
+    shown = out.index("$ metadb query best-source --target demo-medical")  # then its header, rule and three rows
+    assert out[shown - 2] == "9 trials: 9 run, 0 already stored" and len(out) == shown + 6
+    cols, best = api.query("best_source", db, target="demo-medical")
+    answer = [dict(zip(cols, row)) for row in best]
+    assert [(a["evidence"], a["n"], a["origin"], a["metric"]) for a in answer] == [("outcome", 3, "run", "auc")] * 3
+    assert {a["source"]: a["architecture"] for a in answer} == {
+        "efficientnet-lite0": "tf_efficientnet_lite0", "mobilenet-v2": "mobilenetv2_100", "random": "mobilenetv2_100"}
+    by_source = {a["source"]: a["value"] for a in answer}
+    # ImageNet features separate fundus, IHC and cell images after 3 epochs; the same network from random weights
+    # does not yet
+    assert min(by_source["efficientnet-lite0"], by_source["mobilenet-v2"]) > 0.95 > by_source["random"]
+    assert answer[-1]["source"] == "random"
+    finetune_models(db)  # the demo run again: every trial is stored already
+    assert "9 trials: 0 run, 9 already stored" in capsys.readouterr().out
+    assert api.sql("SELECT count(*) FROM runs", db)[1] == [(9,)]
 
 
 # --- read-only SQL is locked down (issue 9, item 13) ------------------------------------------

@@ -184,6 +184,7 @@ def test_bad_targets_sources_and_checkpoints_are_one_line(runner_cli, db, tmp_pa
                 VALUES ('mine', 'test_resnet', 'file:{wrong}', 'x', now())""", db, True)
     r = runner_cli.invoke(cli, [*base, "--target", "digits", "--sources", "mine"])
     assert r.exit_code == 1 and r.output.startswith(f"Error: model mine: checkpoint {wrong} does not fit test_resnet (")
+    assert r.output.count("\n") == 1, r.output
     assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
 
 
@@ -238,3 +239,81 @@ def test_juodelyte_folds_are_the_studys_own_draws(n_val, fold, train_head, val_h
     assert (len(train), len(val), len(test)) == (200, min(n_val, 50), 10)
     assert train[:6].tolist() == train_head
     assert (val[:4] - 500).tolist() == val_head
+
+
+BEST_SOURCE_COLUMNS = ("rank", "source", "evidence", "value", "std", "n", "metric", "architecture", "setting")
+
+
+def test_mlflow_logging_round_trips_to_the_same_best_source(runner_cli, db, tmp_path, monkeypatch):
+    """A grid logged to MLflow, exported as mlflow.search_runs does and imported into a second store, ranks
+    the sources exactly as the grid's own runs do: same rows, same values to 1e-9, same fold counts."""
+    import mlflow
+    import timm
+    import torch
+
+    from metadb.models import add
+
+    torch.manual_seed(0)
+    weights = tmp_path / "effnet.pth"
+    torch.save(timm.create_model("test_efficientnet").state_dict(), weights)
+    add(db, "effnet", "test_efficientnet", weights=str(weights))  # a second source, of another architecture
+    uri = f"file:{tmp_path / 'mlruns'}"
+    args = ["finetune", "--target", "digits", "--sources", "random,effnet", "--protocol", "juodelyte", "--db", db,
+            *TINY, "--epochs", "2", "--folds", "2", "--train-per-class", "20", "--val-per-class", "10",
+            "--grid", "lr=1e-3,1e-2", "--quiet", "--mlflow", uri]
+    half = runner_cli.invoke(cli, [*args[:args.index("--grid")], "--lr", "1e-3", "--quiet"])  # no --mlflow yet
+    assert half.output.splitlines()[-1] == "4 trials: 4 run, 0 already stored", half.output
+    r = runner_cli.invoke(cli, args)  # the stored half is logged first, the rest as each trial commits
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-1] == "8 trials: 4 run, 4 already stored; 8 logged to MLflow"
+    again = runner_cli.invoke(cli, args)  # stored and logged: nothing to train, nothing to log
+    assert again.output.splitlines()[-1] == "8 trials: 0 run, 8 already stored", again.output
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(uri)
+    exported = mlflow.search_runs(experiment_names=["metadb"])
+    assert len(exported) == 8 and set(exported["status"]) == {"FINISHED"}
+    run = exported[exported["tags.metadb.run_id"] == rows(db, "SELECT min(run_id) FROM runs")[0][0]].iloc[0]
+    stored = rows(db, f"SELECT source, fold, hyperparameters, val_loss, test_auc, best_epoch, curves_path FROM runs "
+                      f"WHERE run_id = '{run['tags.metadb.run_id']}'")[0]
+    protocol = json.loads(stored[2])
+    # the studies' parameter names, the kept epoch's metrics, and the outcome metadb stores as `auc`
+    assert (run["params.source_flag"], run["params.target_flag"], int(run["params.fold"])) == (stored[0], "digits",
+                                                                                                 stored[1])
+    assert float(run["params.lr"]) == protocol["lr"] and float(run["params.wd"]) == protocol["weight_decay"]
+    assert int(run["params.batch_size"]) == 32 and int(run["params.epochs"]) == 2
+    assert (run["metrics.val_loss"], run["metrics.test_auc"], run["metrics.auc"]) == (stored[3], stored[4], stored[4])
+    history = mlflow.tracking.MlflowClient().get_metric_history(run["run_id"], "epoch_val_loss")
+    import pyarrow.parquet as pq
+
+    assert [(m.step, m.value) for m in history] == [(e["epoch"], e["val_loss"])
+                                                    for e in pq.read_table(stored[6]).to_pylist()]
+    export = tmp_path / "runs.csv"
+    exported.to_csv(export, index=False)
+
+    other = str(tmp_path / "imported.duckdb")
+    r = runner_cli.invoke(cli, ["outcomes", "import", str(export), "--format", "mlflow", "--metric", "auc",
+                                "--select", "min:val_loss", "--db", other])
+    assert r.exit_code == 0, r.output
+    ours, theirs = (api.query("best_source", d, target="digits") for d in (db, other))
+    pick = lambda res: [tuple(row[res[0].index(c)] for c in BEST_SOURCE_COLUMNS) for row in res[1]]  # noqa: E731
+    mine, imported = pick(ours), pick(theirs)
+    assert [r_[:3] + r_[5:] for r_ in mine] == [r_[:3] + r_[5:] for r_ in imported]
+    assert {r_[7] for r_ in mine} == {"test_resnet", "test_efficientnet"} and [r_[5] for r_ in mine] == [2, 2]
+    for a, b in zip(mine, imported):
+        assert a[3] == pytest.approx(b[3], abs=1e-9) and a[4] == pytest.approx(b[4], abs=1e-9)
+    assert {row[ours[0].index("origin")] for row in ours[1]} == {"run"}
+
+
+def test_mlflow_missing_is_a_one_line_error(db):
+    """Without MLflow installed, --mlflow fails before training, naming the extra to install."""
+    code = ("import sys; sys.modules['mlflow'] = None\n"  # what an environment without mlflow imports
+            "from metadb.cli import main; main()")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code, "finetune", "--target", "digits", "--sources", "random",
+                          "--protocol", "cats-scans", "--db", db, "--mlflow", "file:./mlruns"],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 1
+    assert out.stdout + out.stderr == ("Error: --mlflow needs MLflow, which is not installed; "
+                                       "pip install metadb[mlflow] (or mlflow-skinny)\n")
+    assert rows(db, "SELECT count(*) FROM runs") == [(0,)]

@@ -30,10 +30,12 @@ def _progress(quiet: bool) -> bool | None:
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present).")
 @click.option("--workers", type=int, help="Decoding processes per trial (default: 0 on CPU, up to 8 on GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--mlflow", "mlflow_uri", metavar="URI",
+              help="Also log each trial as an MLflow run (e.g. file:./mlruns); needs pip install metadb[mlflow].")
 @executor_option
 @db_option
 @click.pass_context
-def finetune(ctx, target, sources, protocol, device, workers, quiet, executor, db) -> None:
+def finetune(ctx, target, sources, protocol, device, workers, quiet, mlflow_uri, executor, db) -> None:
     """Fine-tune sources on a target under a protocol; every trial becomes a run and an outcome.
 
     Rerunning the same command skips stored trials (a killed one starts over).
@@ -43,7 +45,7 @@ def finetune(ctx, target, sources, protocol, device, workers, quiet, executor, d
 
     overrides, grid = parse_overrides(ctx.args)
     summary = run(db, target, sources.split(","), protocol, overrides, grid, device, workers, _progress(quiet),
-                  on_record=lambda spec, rec: click.echo(trial_line(spec, rec)), executor=executor)
+                  on_record=lambda spec, rec: click.echo(trial_line(spec, rec)), mlflow=mlflow_uri, executor=executor)
     click.echo(summary.line())
 
 

@@ -4,6 +4,7 @@
     data.py      a target's images through its ingest loader; folds; torchvision augmentation
     trial.py     run_trial(spec) -> TrialRecord: the executor seam (no store access)
     runner.py    plan, skip stored trials, commit runs + outcomes; pretrain; list runs
+    mlflow_log.py  optional: each stored run as an MLflow run (`finetune --mlflow URI`)
 """
 
 from metadb.finetune.protocol import Protocol, load as load_protocol

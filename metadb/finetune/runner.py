@@ -35,9 +35,11 @@ class Summary:
     skipped: int = 0
     records: list[tuple[TrialSpec, TrialRecord]] = field(default_factory=list)
     commit_seconds: float = 0.0  # the driver's share: one transaction per trial
+    logged: int = 0             # runs logged to MLflow by this command
 
     def line(self) -> str:
-        return f"{self.planned} trials: {len(self.records)} run, {self.skipped} already stored"
+        logged = f"; {self.logged} logged to MLflow" if self.logged else ""
+        return f"{self.planned} trials: {len(self.records)} run, {self.skipped} already stored{logged}"
 
 
 def trial_line(spec: TrialSpec, r: TrialRecord) -> str:
@@ -133,18 +135,28 @@ def plan(db, target: str, sources: Sequence[str], protocol: str, overrides: dict
 def finetune(db, target: str, sources: Sequence[str], protocol: str, overrides: dict[str, Any] | None = None,
              grid: dict[str, list[str]] | None = None, device: str | None = None, workers: int | None = None,
              progress: bool | None = None, execute: Callable[[TrialSpec], TrialRecord] = run_trial,
-             on_record: Callable[[TrialSpec, TrialRecord], None] | None = None, executor=None) -> Summary:
+             on_record: Callable[[TrialSpec, TrialRecord], None] | None = None, executor=None,
+             mlflow: str | None = None) -> Summary:
     """Run every trial not yet stored; each finished one commits its run, outcome and the selection.
 
     `executor` (a spec or an Executor, see metadb.executors): trials run there, in parallel, and
     the driver commits each as it returns; without it they run here one after another.
+    With `mlflow` (a tracking URI), each committed trial is then logged as an MLflow run, and stored
+    trials of this command that MLflow lacks are logged first (metadb.finetune.mlflow_log).
     """
     from tqdm import tqdm
 
     specs = plan(db, target, sources, protocol, overrides, grid, device, workers, progress)
+    logger = None
+    if mlflow:
+        from metadb.finetune.mlflow_log import MlflowLogger
+
+        logger = MlflowLogger(mlflow)  # a missing MLflow or a bad URI fails here, before any training
     done = stored_run_ids(db, [s.run_id for s in specs])
     todo = [s for s in specs if s.run_id not in done]
     summary = Summary(len(specs), len(specs) - len(todo))
+    if logger:
+        summary.logged += logger.log_stored(_db_path(db), [s.run_id for s in specs if s.run_id in done])
     bar = tqdm(total=len(todo), desc=f"finetune {target}", unit="trial",
                disable=not progress if progress is not None else None)
     with bar:
@@ -154,6 +166,8 @@ def finetune(db, target: str, sources: Sequence[str], protocol: str, overrides: 
             summary.commit_seconds += time.perf_counter() - t0
             summary.records.append((spec, rec))
             bar.update(1)
+            if logger:  # after the commit: MLflow only ever shows trials the store holds
+                summary.logged += logger.log_stored(_db_path(db), [spec.run_id])
             if on_record:
                 on_record(spec, rec)
     return summary

@@ -24,6 +24,9 @@ from metadb.imports.cells import (BLANK, HYPERPARAMETERS, INDEX_COLUMNS, Parsed,
 LONG_COLUMNS = ("source", "target", "value", "metric", "fold", "seed", "run_id", "status", "architecture",
                 "pretraining", "protocol", "hyperparameters")
 FOLD = re.compile(r"^fold_?(\d+)$", re.I)
+# an MLflow run's fold, seed and architecture, when it logged them (as metadb finetune --mlflow does):
+# a bare column (the UI's Download CSV), a parameter or a tag (mlflow.search_runs)
+RUN_KEYS = {k: (k, f"params.{k}", f"tags.{k}") for k in ("fold", "seed", "architecture")}
 
 
 def _provenance(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
@@ -209,7 +212,7 @@ def _hyperparameters(df: pl.DataFrame, exclude: set[str], everything: bool = Fal
 def _mlflow_frame(path: Path, metric: str, select: tuple[str, str] | None) -> pl.DataFrame:
     """One export's columns under standard names (`Run ID` or `run_id`, `source_flag` or `params.source_flag`, ...)."""
     used = {"Run ID", "run_id", "Status", "status", "source_flag", "params.source_flag", "source", "target_flag",
-            "params.target_flag", "target", metric, f"metrics.{metric}", "seed"}
+            "params.target_flag", "target", metric, f"metrics.{metric}", *(c for k in RUN_KEYS for c in RUN_KEYS[k])}
     if select:
         used |= {select[1], f"metrics.{select[1]}"}
     df = read_csv(path, wanted=lambda c: c in used or c in HYPERPARAMETERS or c.startswith("params."))
@@ -256,8 +259,13 @@ def _read_mlflow(paths: list[Path], metric: str, select: tuple[str, str] | None 
         value=numbers(df, "_value", None, metric),
         status=df["_status"] if "_status" in df.columns else pl.lit(None, pl.Utf8),
         _key=numbers(df, "_key", None, select[1]) if select else pl.lit(None, pl.Float64),
-        seed=integers(df, "seed", None).cast(pl.Int32) if "seed" in df.columns else pl.lit(None, pl.Int32),
+        **{k: integers(df, c, None).cast(pl.Int32) if c else pl.lit(None, pl.Int32)
+           for k, c in ((k, first_column(df, *RUN_KEYS[k])) for k in ("seed", "fold"))},
     )
+    arch = first_column(df, *RUN_KEYS["architecture"])
+    if arch:  # --architecture, when given, still applies to every run
+        given = df[arch].str.strip_chars()
+        frame = frame.with_columns(architecture=pl.when(given != "").then(given))
     no_value = frame["value"].is_null()
     without = dict(frame.filter(no_value).group_by("_file").len().iter_rows())
     frame = frame.filter(~no_value)
