@@ -40,7 +40,9 @@ def confound(ctx, target, kind, rate, sources, protocol, positive, column, value
 
     overrides, grid = parse_overrides(ctx.args)
     if grid:
-        raise click.UsageError("confound varies --rate; give other protocol fields one value each")
+        from metadb.errors import MetadbError
+
+        raise MetadbError("--grid: confound varies --rate only", "give other protocol fields one value each")
     recipes = study.confounders(db, target, kind, study.parse_rates(rate), positive, seed, column, value, group)
     summary = study.run(db, target, sources.split(","), protocol, recipes, overrides, device, workers,
                         _progress(quiet), on_record=lambda spec, rec: click.echo(study.trial_line(spec, rec)))

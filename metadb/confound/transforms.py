@@ -57,7 +57,10 @@ def tag(im: Image.Image) -> Image.Image:
 # the fftshift-ed spectrum (bbox centre +- e/2), filled with 1: frequencies inside are kept, the rest
 # zeroed; then the real part of the inverse FFT, clipped to 0..255, cast to uint8 and repeated into
 # three channels. The image is read as greyscale (cv2.IMREAD_GRAYSCALE). The study names no cut-off
-# in cycles; 500 / 1024 of the side keeps frequencies up to about 0.24 cycles per pixel.
+# in cycles; 500 / 1024 of the side keeps frequencies up to about 0.24 cycles per pixel. PIL's circle
+# is not symmetric about the zero frequency of an even-sided spectrum (it is centred half a pixel
+# off), so a few kept frequencies lose their mirror twin and taking the real part moves half their
+# energy there; metadb keeps that, since it is what the study's images went through.
 LOWPASS_DIAMETER_FRACTION = 500 / STUDY_SIDE
 
 
