@@ -251,7 +251,7 @@ def test_tag_shortcut_is_learned_at_rate_1_not_at_rate_0_and_a_rerun_adds_nothin
                                 "--db", db])
     assert added.exit_code == 0, added.output
     args = ["confound", "--target", "digits", "--kind", "tag", "--rate", "0,1", "--sources", "random,other",
-            "--db", db, *TINY, "--epochs", "8", "--folds", "2"]
+            "--db", db, *TINY, "--epochs", "12", "--folds", "2"]
     r = runner.invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[-1] == "8 trials: 8 run, 0 already stored"
@@ -288,10 +288,10 @@ def test_tag_shortcut_is_learned_at_rate_1_not_at_rate_0_and_a_rerun_adds_nothin
         assert row["versus"] == ("other" if source == "random" else "random")
         assert row["p_value"] == pytest.approx(exact_permutation_p(conf, np.array(other)))
     for source in ("random", "other"):
-        assert got[(source, 1.0)]["gap"] > 0.2  # the shortcut was learned: confounded negatives look positive
+        assert got[(source, 1.0)]["gap"] > 0.3  # the shortcut was learned: confounded negatives look positive
         assert abs(got[(source, 0.0)]["gap"]) < 0.05  # no confounder in training: the tag changes nothing
     mean = lambda rate, col: np.mean([got[(s, rate)][col] for s in ("random", "other")])  # noqa: E731
-    assert mean(1.0, "auc_confounded") < mean(1.0, "auc_clean") - 0.25
+    assert mean(1.0, "auc_confounded") < mean(1.0, "auc_clean") - 0.4
 
     sql = rows(db, "SELECT source, rate, n_folds, gap FROM source_robustness('digits') ORDER BY ALL")
     assert [(s, r_, n) for s, r_, n, _ in sql] == [("other", 0.0, 2), ("other", 1.0, 2), ("random", 0.0, 2),
