@@ -13,6 +13,8 @@ import csv
 import itertools
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -296,6 +298,12 @@ def test_tag_shortcut_is_learned_at_rate_1_not_at_rate_0_and_a_rerun_adds_nothin
     sql = rows(db, "SELECT source, rate, n_folds, gap FROM source_robustness('digits') ORDER BY ALL")
     assert [(s, r_, n) for s, r_, n, _ in sql] == [("other", 0.0, 2), ("other", 1.0, 2), ("random", 0.0, 2),
                                                    ("random", 1.0, 2)]
+    assert [g for *_, g in sql] == pytest.approx([got[(s, r_)]["gap"] for s, r_, *_ in sql])
+    cli_bin = Path(sys.executable).parent / "duckdb"  # the pinned DuckDB CLI runs the same macro on the store
+    out = subprocess.run([str(cli_bin if cli_bin.exists() else shutil.which("duckdb")), "-readonly", "-csv", db, "-c",
+                          "SELECT source, rate, n_folds FROM source_robustness('digits') ORDER BY ALL"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["source,rate,n_folds", "other,0.0,2", "other,1.0,2", "random,0.0,2", "random,1.0,2"]
     again = runner.invoke(cli, args)
     assert again.exit_code == 0 and again.output.splitlines()[-1] == "8 trials: 0 run, 8 already stored"
     assert rows(db, "SELECT count(*) FROM runs") == [(8,)] and rows(db, "SELECT count(*) FROM outcomes") == [(16,)]
