@@ -359,3 +359,29 @@ def test_bad_input_is_one_line(db, extra, message):
 def test_robustness_without_variants_says_what_to_run(db):
     r = CliRunner().invoke(cli, ["query", "robustness", "--target", "digits", "--db", db])
     assert r.exit_code == 1 and r.output.startswith("Error: no confounded outcomes derived from digits; run one first")
+
+
+def test_kill_9_mid_study_then_rerun_finishes_without_duplicates(db):
+    """Each trial commits its run, both outcomes and (once) its derived dataset together; a killed study reruns the rest."""
+    import os
+
+    from conftest import ROOT
+
+    args = ["confound", "--target", "digits", "--kind", "noise", "--rate", "0,1", "--sources", "random", "--db", db,
+            *TINY, "--image-size", "32", "--epochs", "1", "--folds", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-u", "-c", "from metadb.cli import main; main()", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    first = proc.stdout.readline()  # printed after the first trial committed
+    proc.kill()
+    proc.wait()
+    assert " random -> digits+noise@0 fold 1: finished" in first, first
+    done = rows(db, "SELECT count(*) FROM runs")[0][0]
+    assert done in (1, 2) and rows(db, "SELECT count(*) FROM outcomes")[0][0] == 2 * done
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-1] == f"4 trials: {4 - done} run, {done} already stored"
+    assert rows(db, "SELECT count(*), count(DISTINCT run_id) FROM runs") == [(4, 4)]
+    assert rows(db, "SELECT count(*) FROM outcomes WHERE is_selected") == [(8,)]
+    assert rows(db, "SELECT name FROM datasets WHERE layout = 'confound' ORDER BY 1") == \
+        [("digits+noise@0",), ("digits+noise@1",)]
