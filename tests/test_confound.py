@@ -209,7 +209,9 @@ def test_attribute_splits_keep_patients_apart_and_build_the_test_the_opposite_wa
 
     db = str(tmp_path / "p.duckdb")
     api.ingest(db, path=patients_csv, name="xrays", layout="csv", workers=1)
-    table = {p: (v, g) for p, v, g in study.attribute_table("csv", str(patients_csv), "sex", "F", "patient")}
+    group, found = study.attribute_table("csv", str(patients_csv), "sex", "F", None)  # found by its name
+    assert group == "patient"
+    table = {p: (v, g) for p, v, g in found}
     items = D.read_items("csv", str(patients_csv), {}, "single-label", "xrays")
     none = np.array([], dtype=np.int64)
     for rate in (0.0, 0.5, 1.0):
@@ -345,7 +347,8 @@ def test_permutation_test_is_the_studys_exact_test():
     (["--kind", "tag", "--rate", "0,1.5"], "Error: --rate 1.5: a share of the positives, between 0 and 1"),
     (["--kind", "tag", "--rate", "half"], "Error: --rate 'half': expected shares between 0 and 1"),
     (["--kind", "tag", "--rate", "1", "--positive", "seven"], "Error: --positive 'seven': not a class of digits"),
-    (["--kind", "attribute", "--rate", "1"], "Error: --kind attribute needs --column (e.g. sex), --value"),
+    (["--kind", "attribute", "--rate", "1", "--group", "patient"],
+     "Error: --kind attribute needs --column (e.g. sex) and --value (e.g. F) of the labels CSV"),
     (["--kind", "attribute", "--rate", "1", "--column", "sex", "--value", "F", "--group", "patient"],
      "Error: --kind attribute reads columns of the target's labels CSV; this target's layout is imagefolder"),
     (["--kind", "tag", "--rate", "1", "--grid", "lr=1e-3,1e-4"], "Error: --grid: confound varies --rate only"),

@@ -20,7 +20,8 @@ from metadb.commands.finetune import EXTRAS, OVERRIDE_HELP, _progress, _protocol
 @click.option("--positive", help="Class that carries the confounder in training (default: the last class by name).")
 @click.option("--column", help="attribute: the labels-CSV column (e.g. sex).")
 @click.option("--value", help="attribute: its value that confounds (e.g. F).")
-@click.option("--group", help="attribute: the patient column; no patient is in two splits.")
+@click.option("--group", help="attribute: the patient column (default: one named patient, patient_id, pid, subject or "
+                   "subject_id); no patient is in two splits.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of which images carry the confounder.")
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present).")
 @click.option("--workers", type=int, help="Decoding processes per trial (default: 0 on CPU, up to 8 on GPU).")

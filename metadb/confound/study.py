@@ -28,6 +28,7 @@ from metadb.finetune.trial import TrialRecord, TrialSpec, run_trial
 from metadb.imports.selection import reselect
 
 METRICS = ("auc_clean", "auc_confounded_negatives")
+PATIENT_COLUMNS = frozenset({"patient", "patient_id", "pid", "subject", "subject_id"})
 TEST_NAME = "confounded_negatives"
 
 
@@ -76,17 +77,18 @@ def confounders(db, target: str, kind: str, rates: Sequence[float], positive: st
         raise MetadbError(f"--positive {positive!r}: not a class of {target} ({', '.join(classes)})")
     table: tuple[tuple[str, str, str], ...] = ()
     if kind == "attribute":
-        table = attribute_table(layout, root, column, value, group)
+        group, table = attribute_table(layout, root, column, value, group)
     elif column or value:
         raise MetadbError(f"--column/--value belong to --kind attribute, not {kind}")
     return [Confounder(kind, r, positive, seed, column, value, group, table) for r in rates]
 
 
 def attribute_table(layout: str, root: str, column: str | None, value: str | None,
-                    group: str | None) -> tuple[tuple[str, str, str], ...]:
-    """(path, value, patient) per image, from the target's labels CSV (the `csv` layout's extra columns)."""
-    if not column or value is None or not group:
-        raise MetadbError("--kind attribute needs --column (e.g. sex), --value (e.g. F) and --group (the patient column)")
+                    group: str | None) -> tuple[str, tuple[tuple[str, str, str], ...]]:
+    """(patient column, (path, value, patient) per image) from the target's labels CSV (the `csv` layout's extra
+    columns); without --group, a column named patient, patient_id, pid, subject or subject_id."""
+    if not column or value is None:
+        raise MetadbError("--kind attribute needs --column (e.g. sex) and --value (e.g. F) of the labels CSV")
     if layout != "csv":
         raise MetadbError(f"--kind attribute reads columns of the target's labels CSV; this target's layout is {layout}",
                           "ingest it with --layout csv and a labels.csv holding path,label,split and the columns")
@@ -95,13 +97,18 @@ def attribute_table(layout: str, root: str, column: str | None, value: str | Non
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     header = [h.strip() for h in (rows[0].keys() if rows else [])]
+    if not group:  # the patient column under a name it commonly has (NIH ChestX-ray14: "Patient ID")
+        group = next((h for h in header if h.lower().replace(" ", "_") in PATIENT_COLUMNS), None)
+        if group is None:
+            raise MetadbError(f"{path}: no patient column ({', '.join(sorted(PATIENT_COLUMNS))})",
+                              "name the column that identifies a patient with --group")
     for need in (column, group):
         if need not in header:
             raise MetadbError(f"{path}: no column {need!r}; its columns: {', '.join(header)}")
     values = sorted({r[column].strip() for r in rows})
     if value not in values:
         raise MetadbError(f"--value {value!r}: column {column} of {path} holds {', '.join(values[:10])}")
-    return tuple((r["path"].strip(), r[column].strip(), r[group].strip()) for r in rows)
+    return group, tuple((r["path"].strip(), r[column].strip(), r[group].strip()) for r in rows)
 
 
 def plan(db, target: str, sources: Sequence[str], protocol: str, recipes: Sequence[Confounder],
