@@ -173,10 +173,12 @@ def transforms(p: Protocol, train: bool, imagenet_source: bool):
 class ImageSet:
     """A map-style dataset over chosen records; decodes each image on access (in a worker when there are any)."""
 
-    def __init__(self, items: Items, idx: np.ndarray, transform):
+    def __init__(self, items: Items, idx: np.ndarray, transform, alter=None):
         self.records = [items.records[i] for i in idx]
         self.y = items.y[idx]
         self.transform = transform
+        self.idx = np.asarray(idx)
+        self.alter = alter  # optional read-time derivation (alter(record index, RGB image) -> image), e.g. a confounder
 
     def __len__(self) -> int:
         return len(self.records)
@@ -186,8 +188,10 @@ class ImageSet:
 
         r = self.records[i]
         try:
-            im = Image.fromarray(r.pixels) if r.pixels is not None else Image.open(r.file)
-            x = self.transform(im.convert("RGB"))
+            im = (Image.fromarray(r.pixels) if r.pixels is not None else Image.open(r.file)).convert("RGB")
+            if self.alter is not None:
+                im = self.alter(int(self.idx[i]), im)
+            x = self.transform(im)
         except (OSError, ValueError, SyntaxError) as e:
             raise MetadbError(f"{r.path}: cannot decode for training ({type(e).__name__})",
                               "re-ingest the dataset; ingest skips unreadable images") from None

@@ -59,6 +59,7 @@ class TrialSpec:
     workers: int | None = None
     exclude_paths: tuple[str, ...] = ()   # images ingest could not decode
     progress: bool | None = None
+    confounder: Any = None      # metadb.confound.variant.Confounder: a read-time confounded variant of the target
 
 
 @dataclass
@@ -83,6 +84,7 @@ class TrialRecord:
     checkpoint_path: str | None = None
     checkpoint_sha256: str | None = None
     n_outputs: int = 0
+    extra_tests: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (loss, AUC), e.g. confounded
 
 
 def run_trial(spec: TrialSpec) -> TrialRecord:
@@ -103,15 +105,21 @@ def run_trial(spec: TrialSpec) -> TrialRecord:
         keep = np.array([r.path not in skip for r in items.records])
         items = D.Items([r for r, k in zip(items.records, keep) if k], items.y[keep], items.classes,
                         items.multi_label, items.splits[keep])
+    none = np.array([], dtype=np.int64)
+    own_splits = spec.confounder is not None and spec.confounder.own_splits
     train_idx, val_idx, test_idx = (D.pretrain_indices(items, p) if spec.kind == "pretrain"
-                                    else D.fold_indices(items, p, spec.fold))
+                                    else (none, none, none) if own_splits else D.fold_indices(items, p, spec.fold))
+    bound = None
+    if spec.confounder is not None:  # the confounder may choose its own splits (attribute) and alters images as read
+        bound = spec.confounder.bind(items, (train_idx, val_idx, test_idx), spec.fold, p.folds)
+        train_idx, val_idx, test_idx = bound.train, bound.val, bound.test
     single = not items.multi_label and items.n_outputs == 2 and p.binary_head == "single-logit"
     n_out = 1 if single else items.n_outputs
     model = build_model(spec.source, n_out, p.dropout).to(dev)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = Loss(items, train_idx, p, single)
-    loaders = _loaders(items, (train_idx, val_idx, test_idx), p, spec, cuda)
+    loaders = _loaders(items, (train_idx, val_idx, test_idx), p, spec, cuda, bound)
     opt, sched = _optimiser(model, p)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     best = Best(p.early_stopping)
@@ -149,6 +157,8 @@ def run_trial(spec: TrialSpec) -> TrialRecord:
         rec.val_loss, rec.val_auc = evaluate(model, loaders[1], loss_fn, items, p, single, dev, cuda)
         if loaders[2] is not None:
             rec.test_loss, rec.test_auc = evaluate(model, loaders[2], loss_fn, items, p, single, dev, cuda)
+        for name, loader in (_extra_test_loaders(items, p, spec, cuda, bound) if bound else {}).items():
+            rec.extra_tests[name] = evaluate(model, loader, loss_fn, items, p, single, dev, cuda)
         path = out / f"{spec.run_id}.pt"
         state = full_checkpoint(model, spec.source.architecture, n_out) if spec.kind == "pretrain" else model.state_dict()
         rec.checkpoint_path, rec.checkpoint_sha256 = str(path), _save(state, path)
@@ -314,23 +324,34 @@ class Best:
         return True
 
 
-def _loaders(items: D.Items, idx, p: Protocol, spec: TrialSpec, cuda: bool):
+def _loaders(items: D.Items, idx, p: Protocol, spec: TrialSpec, cuda: bool, bound=None):
     import torch
 
     workers = spec.workers if spec.workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
     gen = torch.Generator().manual_seed(p.seed)
     common = {"batch_size": p.batch_size, "num_workers": workers, "pin_memory": cuda,
               "persistent_workers": workers > 0}
-    train_set = D.ImageSet(items, idx[0], D.transforms(p, True, spec.source.imagenet))
+    alter_fit, alter_test = (bound.alter_train, bound.alter_test) if bound else (None, None)
+    train_set = D.ImageSet(items, idx[0], D.transforms(p, True, spec.source.imagenet), alter_fit)
     if len(train_set) == 0 or len(idx[1]) == 0:
         raise MetadbError(f"{spec.target}: empty training or validation set ({len(train_set)} / {len(idx[1])} images)")
     train = torch.utils.data.DataLoader(train_set, shuffle=True, generator=gen,
                                         drop_last=len(train_set) % p.batch_size == 1, **common)
     plain = D.transforms(p, False, spec.source.imagenet)
-    val = torch.utils.data.DataLoader(D.ImageSet(items, idx[1], plain), shuffle=False, **common)
-    test = (torch.utils.data.DataLoader(D.ImageSet(items, idx[2], plain), shuffle=False, **common)
+    val = torch.utils.data.DataLoader(D.ImageSet(items, idx[1], plain, alter_fit), shuffle=False, **common)
+    test = (torch.utils.data.DataLoader(D.ImageSet(items, idx[2], plain, alter_test), shuffle=False, **common)
             if len(idx[2]) else None)
     return train, val, test
+
+
+def _extra_test_loaders(items: D.Items, p: Protocol, spec: TrialSpec, cuda: bool, bound) -> dict[str, Any]:
+    """A confounder's further test sets (e.g. the test images with the confounder on the negatives)."""
+    import torch
+
+    plain = D.transforms(p, False, spec.source.imagenet)
+    return {name: torch.utils.data.DataLoader(D.ImageSet(items, idx, plain, alter), batch_size=p.batch_size,
+                                              shuffle=False, num_workers=0)
+            for name, (idx, alter) in bound.tests.items() if len(idx)}
 
 
 def _optimiser(model, p: Protocol):

@@ -14,11 +14,11 @@ from string import Template
 
 from metadb import api
 from metadb.errors import MetadbError
-from metadb.report import sections
+from metadb.report import robustness, sections
 from metadb.report.html import Section
 
 SECTIONS = [sections.datasets, sections.similarity, sections.best_source, sections.metric_agreement,
-            sections.predictors, sections.runs]
+            sections.predictors, sections.runs, robustness.section]
 
 
 def _asset(name: str) -> str:

@@ -191,3 +191,22 @@ def curves(panels: dict[str, list[tuple[str, list[float], list[float]]]], ylabel
     fig.suptitle(title)
     return to_svg(fig, f"{title}: {ylabel} per epoch for {sum(len(v) for v in panels.values())} trials on "
                        f"{n} targets")
+
+
+@styled
+def robustness(lines: dict[str, list[tuple[float, float, float, float, float]]], title: str) -> str:
+    """AUC vs confounder rate per source: (rate, clean, clean std, confounded, confounded std) points."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 3.0), layout="constrained")
+    for k, (source, pts) in enumerate(sorted(lines.items())):
+        pts = sorted(pts)
+        colour = plt.get_cmap("viridis")(k / max(1, len(lines) - 1) * 0.85)
+        x = [p[0] for p in pts]
+        for col, style, what in ((1, "-o", "clean"), (3, "--s", "confounded negatives")):
+            ax.errorbar(x, [p[col] for p in pts], yerr=[p[col + 1] or 0 for p in pts], fmt=style, color=colour,
+                        markersize=4, capsize=2, linewidth=1.2, label=f"{source}, {what}")
+    ax.set_xlabel("share of training positives confounded")
+    ax.set_ylabel("test AUC")
+    ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False)
+    return to_svg(fig, f"{title}: AUC against confounder rate for {len(lines)} sources, clean and confounded")

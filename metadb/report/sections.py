@@ -105,7 +105,9 @@ def similarity(ctx: Context) -> Section | None:
 def targets(ctx: Context) -> list[str]:
     if ctx.target:
         return [ctx.target]
-    return [r[0] for r in ctx.sql("""SELECT target FROM outcomes WHERE is_selected UNION
+    # confounded variants (metadb confound) have their own section, not a best-source ranking
+    return [r[0] for r in ctx.sql("""SELECT target FROM outcomes WHERE is_selected
+                                       AND target NOT IN (SELECT name FROM datasets WHERE layout = 'confound') UNION
                                      SELECT target FROM predictions ORDER BY 1""")[1]]
 
 
