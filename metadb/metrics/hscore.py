@@ -12,7 +12,8 @@ score up; Ibrahim et al. replace cov(f) by the Ledoit-Wolf shrinkage estimate
 from __future__ import annotations
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
+from scipy import linalg
+from sklearn.covariance import ledoit_wolf
 
 from metadb.metrics import check_labels, check_matrix, class_means, register_metric
 
@@ -29,14 +30,35 @@ def _cov(x: np.ndarray, ddof: int) -> np.ndarray:
     return xc.T @ xc / (len(x) - ddof)
 
 
+def _between_quadratic(means: np.ndarray, counts: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """sum_c n_c (m_c . v_k)^2 for each column v_k of `basis`: v_k^T cov(E[f|y]) v_k times N - 1."""
+    return counts @ (means @ basis) ** 2
+
+
 @register_metric("hscore", version="1", needs="features", bound=lambda c: c - 1.0)
 def hscore(features, labels) -> float:
-    """H-score tr(pinv(cov f) cov(E[f|y])): how much of the feature variance the labels explain (at most C - 1)."""
+    """H-score tr(pinv(cov f) cov(E[f|y])): how much of the feature variance the labels explain (at most C - 1).
+
+    The between-class covariance has rank C - 1, so the trace is a sum over the covariance's
+    eigenpairs of (between-class variance along v_k) / lambda_k, with pinv's cut-off (eigenvalues
+    at most 1e-15 of the largest dropped). When N <= D the eigenpairs come from the thin SVD of
+    the centred features (N x D) instead of the D x D covariance: the same pairs, with the
+    covariance's numerically-zero eigenvalues (whose terms are zero) never formed.
+    """
     f = check_matrix(features, "features")
     y = check_labels(labels, len(f))
     f = f - f.mean(axis=0)
+    n, d = f.shape
+    counts = np.bincount(y).astype(np.float64)
     # the authors use 1/(N-1) in both covariances; it cancels in the trace
-    return float(np.trace(np.linalg.pinv(_cov(f, 1), rcond=RCOND) @ _cov(class_mean_matrix(f, y), 1)))
+    if n <= d:
+        u, s, _ = np.linalg.svd(f, full_matrices=False)
+        keep = s**2 > RCOND * s[0] ** 2  # pinv's cut-off on the covariance's eigenvalues s^2 / (N - 1)
+        # m_c . v_k = s_k * (class mean of u_k), so each term is n_c (class mean of u_k)^2
+        return float(counts @ (class_means(u[:, keep], y) ** 2).sum(axis=1))
+    w, v = np.linalg.eigh(f.T @ f / (n - 1))
+    keep = np.abs(w) > RCOND * np.abs(w).max()
+    return float(_between_quadratic(class_means(f, y), counts, v[:, keep]) @ (1 / w[keep]) / (n - 1))
 
 
 @register_metric("shrinkage_hscore", version="2", needs="features")
@@ -45,14 +67,24 @@ def shrinkage_hscore(features, labels) -> float:
 
     As the reference implementation (thuml/Transfer-Learning-Library, `regularized_h_score`):
     the Ledoit-Wolf estimate (sklearn, 1/N) of the centred features, with the between-class
-    covariance taken with 1/(N - 1).
+    covariance taken with 1/(N - 1). The trace is sum_c n_c m_c^T cov_LW^-1 m_c (1 - a) / (N - 1):
+    one Cholesky factor and C triangular solves, not a D x D solve.
     """
     f = check_matrix(features, "features")
     y = check_labels(labels, len(f))
     f = f - f.mean(axis=0)
-    lw = LedoitWolf(assume_centered=False).fit(f)
-    between = (1 - lw.shrinkage_) * _cov(class_mean_matrix(f, y), 1)
+    # sklearn's ledoit_wolf, as LedoitWolf().fit computes it, without the precision matrix (a
+    # D x D pseudo-inverse) that fit also forms
+    covariance, shrinkage = ledoit_wolf(f, assume_centered=False)
+    means, counts = class_means(f, y), np.bincount(y).astype(np.float64)
+    scale = (1 - shrinkage) / (len(f) - 1)
     try:  # the shrunk covariance is positive definite whenever the shrinkage is positive
-        return float(np.trace(np.linalg.solve(lw.covariance_, between)))
+        low = np.linalg.cholesky(covariance)
+        z = linalg.solve_triangular(low, means.T, lower=True, check_finite=False)
+        return float(scale * counts @ (z**2).sum(axis=0))
     except np.linalg.LinAlgError:
-        return float(np.trace(np.linalg.pinv(lw.covariance_, rcond=RCOND) @ between))
+        between = scale * (means.T * counts) @ means
+        try:
+            return float(np.trace(np.linalg.solve(covariance, between)))
+        except np.linalg.LinAlgError:
+            return float(np.trace(np.linalg.pinv(covariance, rcond=RCOND) @ between))
