@@ -8,15 +8,17 @@
    one Parquet file (how an evidence pack ships it): metadb's import against pandas reading the
    Parquet file and doing the same work. metadb's selection is recomputed over every stored run
    inside the transaction (an UPDATE over the store), where pandas selects within the batch.
-2. best-source over 100,000 outcome rows (200 sources x 50 targets x 10 seeds), for each of the
-   50 targets: the DuckDB macro (`SELECT * FROM best_source(?)`, one call per target, on a
-   read-only handle) against pandas filtering the in-memory frame to the target, then
-   groupby/mean/std/count and sorting; and against pandas grouping all targets at once, which is
-   the cheapest a pandas user could do. Rankings are checked identical.
+2. best-source over 100,000 outcome rows (200 sources x 50 targets x 10 seeds; `--rows 10000000`
+   for 1,000 seeds), for each of the 50 targets: the DuckDB macro (`SELECT * FROM best_source(?)`,
+   one call per target, on a read-only handle) against the macro as it was before migration 017
+   (bench/best_source_before_summary.sql, aggregating outcomes on every call), pandas filtering
+   the in-memory frame to the target then groupby/mean/std/count and sorting, pandas grouping all
+   targets at once (the cheapest a pandas user could do), and polars filtering per target. The
+   frames are already in memory; the macro answers from the store. Rankings are checked identical.
 
 Needs pandas (`pip install pandas`; it is not a metadb dependency). Prints each ratio as
-pandas time / metadb time (above 1 = metadb faster); best of --repeat runs.
-Usage: python bench/bench_outcomes.py [--repeat 3]
+baseline time / metadb time (above 1 = metadb faster); best of --repeat runs.
+Usage: python bench/bench_outcomes.py [--repeat 3] [--rows 100000] [--best-source-only]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -145,17 +148,25 @@ def bench_import(tmp: Path, repeat: int) -> None:
 
 
 # --- 2. best-source -------------------------------------------------------------------------------
-def synthetic_outcomes(db: str, tmp: Path) -> pd.DataFrame:
+BEFORE = Path(__file__).with_name("best_source_before_summary.sql")  # the macro before migration 017
+
+
+def synthetic_outcomes(db: str, tmp: Path, seeds: int) -> pd.DataFrame:
+    """200 sources x 50 targets x `seeds` seeds of uniform AUCs, imported by metadb from a long CSV."""
+    import polars as pl
+
     rng = np.random.default_rng(0)
-    src, tgt, seed = np.meshgrid(np.arange(200), np.arange(50), np.arange(10), indexing="ij")
-    df = pd.DataFrame({"source": [f"s{i:03d}" for i in src.ravel()], "target": [f"t{i:02d}" for i in tgt.ravel()],
-                       "seed": seed.ravel(), "value": rng.uniform(0.5, 1.0, src.size)})
-    csv = tmp / "outcomes_100k.csv"
-    df.to_csv(csv, index=False)
+    src, tgt, seed = np.meshgrid(np.arange(200), np.arange(50), np.arange(seeds), indexing="ij")
+    frame = pl.DataFrame({"source": np.char.add("s", np.char.zfill(src.ravel().astype(str), 3)),
+                          "target": np.char.add("t", np.char.zfill(tgt.ravel().astype(str), 2)),
+                          "seed": seed.ravel(), "value": rng.uniform(0.5, 1.0, src.size)})
+    csv = tmp / f"outcomes_{frame.height}.csv"
+    frame.write_csv(csv)
     t0 = time.perf_counter()
     (r,) = outcomes.import_outcomes(db, str(csv), "long", metric="auc")
-    print(f"(setup) metadb imported {r.rows:,} long-format outcome rows in {time.perf_counter() - t0:.2f} s")
-    return df
+    print(f"(setup) metadb imported {r.rows:,} long-format outcome rows in {time.perf_counter() - t0:.1f} s "
+          f"(outcome_summary refreshed in the same transaction)")
+    return frame.to_pandas()
 
 
 def pandas_rank(g: pd.DataFrame, target: str) -> list[str]:
@@ -171,38 +182,84 @@ def pandas_grouped(df: pd.DataFrame, targets: list[str]) -> dict[str, list[str]]
     return {t: pandas_rank(g, t) for t, g in df.groupby("target")}
 
 
-def duckdb_best_source(con, targets: list[str]) -> dict[str, list[str]]:
-    return {t: [r[0] for r in con.execute("SELECT source FROM best_source(?)", [t]).fetchall()] for t in targets}
+def polars_per_target(frame, targets: list[str]) -> dict[str, list[str]]:
+    import polars as pl
+
+    out = {}
+    for t in targets:
+        agg = (frame.filter((pl.col("target") == t) & (pl.col("source") != t)).group_by("source")
+               .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"), pl.len())
+               .sort(["mean", "source"], descending=[True, False]))
+        out[t] = agg["source"].to_list()
+    return out
 
 
-def bench_best_source(tmp: Path, repeat: int) -> None:
+def answer_drift(new: list[tuple], old: list[tuple]) -> float:
+    """Max relative difference of the float columns; every other column must be equal.
+
+    Means and stds are sums over the same rows in another order (DuckDB aggregates in parallel),
+    so they may differ in the last bits.
+    """
+    assert len(new) == len(old), "answers differ in length"
+    worst = 0.0
+    for a, b in zip(new, old):
+        for u, v in zip(a, b):
+            if isinstance(u, float) and isinstance(v, float):
+                worst = max(worst, abs(u - v) / max(abs(v), 1e-300))
+            else:
+                assert u == v, f"answers differ: {a} vs {b}"
+    return worst
+
+
+def duckdb_best_source(con, targets: list[str], macro: str = "best_source") -> dict[str, list[str]]:
+    return {t: [r[0] for r in con.execute(f"SELECT source FROM {macro}(?)", [t]).fetchall()] for t in targets}
+
+
+def bench_best_source(tmp: Path, repeat: int, rows: int) -> None:
+    import polars as pl
+
     db = str(tmp / "b.duckdb")
-    df = synthetic_outcomes(db, tmp)
+    df = synthetic_outcomes(db, tmp, max(1, rows // 10_000))
+    frame = pl.from_pandas(df)
     targets = sorted(df.target.unique())
     con = store.connect(db, read_only=True)
     try:
+        con.execute(BEFORE.read_text())
         t_md, got = best_of(repeat, lambda: duckdb_best_source(con, targets))
-        single = best_of(repeat * 10, lambda: con.execute("SELECT * FROM best_source('t00')").fetchall())[0]
+        t_old, old = best_of(repeat, lambda: duckdb_best_source(con, targets, "best_source_before"))
+        one = "SELECT * FROM best_source('t00')"
+        single = best_of(repeat * 10, lambda: con.execute(one).fetchall())[0]
+        drift = answer_drift(con.execute(one + " ORDER BY rank").fetchall(),
+                             con.execute("SELECT * FROM best_source_before('t00') ORDER BY rank").fetchall())
     finally:
         con.close()
     t_pt, per_target = best_of(repeat, lambda: pandas_per_target(df, targets))
     t_gr, grouped = best_of(repeat, lambda: pandas_grouped(df, targets))
-    assert got == per_target == grouped, "rankings differ"
-    print(f"best-source for {len(targets)} targets over {len(df):,} outcome rows (one call per target), "
-          f"rankings identical:")
-    print(f"  metadb DuckDB macro {t_md:.3f} s ({t_md / len(targets) * 1000:.1f} ms per target; one call "
-          f"{single * 1000:.1f} ms)")
-    print(f"  pandas, filter per target: {t_pt:.3f} s: ratio pandas/metadb {t_pt / t_md:.2f}x")
-    print(f"  pandas, one groupby for all targets: {t_gr:.3f} s: ratio pandas/metadb {t_gr / t_md:.2f}x")
+    t_pl, polars_ranked = best_of(repeat, lambda: polars_per_target(frame, targets))
+    assert got == old == per_target == grouped == polars_ranked, "rankings differ"
+    k = len(targets)
+    print(f"best-source for {k} targets over {len(df):,} outcome rows (one call per target), load average "
+          f"{os.getloadavg()[0]:.1f}; rankings identical (metadb, the macro before 017, pandas, polars); every "
+          f"column of t00's answer equal to the macro before 017's (mean and std to {drift:.1e} relative)")
+    print(f"  metadb DuckDB macro {t_md:.3f} s ({t_md / k * 1000:.1f} ms per call; one literal call "
+          f"`SELECT * FROM best_source('t00')` {single * 1000:.1f} ms)")
+    for name, t in [("the macro before 017 (aggregating outcomes per call)", t_old),
+                    ("pandas, filter per target", t_pt), ("pandas, one groupby for all targets", t_gr),
+                    ("polars, filter per target", t_pl)]:
+        print(f"  {name}: {t:.3f} s ({t / k * 1000:.1f} ms per target): ratio it/metadb {t / t_md:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=100_000,
+                        help="best-source outcome rows (200 sources x 50 targets x rows/10,000 seeds), e.g. 10000000")
+    parser.add_argument("--best-source-only", action="store_true", help="skip the import benchmark")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        bench_import(Path(d), args.repeat)
-        bench_best_source(Path(d), args.repeat)
+        if not args.best_source_only:
+            bench_import(Path(d), args.repeat)
+        bench_best_source(Path(d), args.repeat, args.rows)
 
 
 if __name__ == "__main__":

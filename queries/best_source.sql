@@ -26,8 +26,10 @@ CREATE OR REPLACE MACRO best_source(target, metric := NULL, measure := NULL, exc
                                     architecture := NULL, "by" := NULL, evidence := 'all') AS TABLE
 -- Evidence tiers: an observed outcome beats a prediction, which beats a similarity. Unqualified
 -- `target`, `metric`, `measure`, `exclude_lineage`, `architecture`, `"by"` (quoted: BY is a keyword)
--- and `evidence` are the parameters; columns are always qualified. Each table is read once (the macro is planned on
--- every call, and planning, not execution, is most of its cost). Which way is better comes from
+-- and `evidence` are the parameters; columns are always qualified. Outcomes are read from
+-- outcome_summary (migration 017: aggregated per source, metric and architecture by every write, in
+-- the writer's transaction), so a call costs the same at 100 thousand and 10 million outcome rows;
+-- only a per-setting ranking (`by`) aggregates the outcomes themselves. Which way is better comes from
 -- metric_directions (migration 007): a metric nobody declared is refused, not guessed.
 WITH guard AS (  -- a mistyped target is an error naming close names, not an empty table
     SELECT CASE
@@ -42,18 +44,25 @@ WITH guard AS (  -- a mistyped target is an error naming close names, not an emp
             '; ingest it or import outcomes for it first'))
     END AS ok
 ),
-sel AS (  -- the target's ground-truth outcomes from other sources
-    SELECT o.source, o.metric, o.value, o.architecture, o.hyperparameters, o.selection IS NULL AS plain,
-           CASE WHEN "by" IS NOT NULL
-                THEN coalesce(json_extract_string(o.hyperparameters, '$."' || "by" || '"'), '(not set)') END AS setting,
+summary AS (  -- without "by": the target's selected outcomes, aggregated per write (migration 017)
+    SELECT s.source, s.metric, s.architecture, s.n, s.value, s.std, s.setting, s.origin
+    FROM outcome_summary s
+    WHERE "by" IS NULL AND s.target = target AND (s.scope = evidence OR (evidence = 'all' AND s.alone)) AND s.source <> target
+      AND (metric IS NULL OR s.metric = metric) AND (architecture IS NULL OR s.architecture = architecture)
+),
+sel AS (  -- with "by": the target's ground-truth outcomes from other sources, one setting each
+    SELECT o.source, o.metric, o.value, o.architecture, o.hyperparameters,
+           coalesce(json_extract_string(o.hyperparameters, '$."' || "by" || '"'), '(not set)') AS setting,
            CASE WHEN o.origin = 'import' OR o.origin IS NULL THEN 'import:' || coalesce(o.file, '?') ELSE o.origin END AS origin
     FROM outcomes o
-    WHERE o.target = target AND o.is_selected AND o.source <> target AND (metric IS NULL OR o.metric = metric)
-      AND (architecture IS NULL OR o.architecture = architecture)
+    WHERE "by" IS NOT NULL AND o.target = target AND o.is_selected AND o.source <> target
+      AND (metric IS NULL OR o.metric = metric) AND (architecture IS NULL OR o.architecture = architecture)
       AND (evidence = 'all' OR (evidence = 'published') = coalesce(o.origin LIKE 'published:%', false))
 ),
 chosen AS (  -- the metric asked for, else the one the target has most outcomes in
-    SELECT s.metric AS m FROM sel s GROUP BY s.metric ORDER BY count(*) DESC, s.metric LIMIT 1
+    SELECT c.metric AS m
+    FROM (SELECT s.metric, s.n FROM summary s UNION ALL SELECT s.metric, 1 FROM sel s) c
+    GROUP BY c.metric ORDER BY sum(c.n) DESC, c.metric LIMIT 1
 ),
 predictor AS (  -- the newest predictor of that metric (of any metric when the target has no outcomes)
     SELECT p.predictor_id, p.outcome_metric, p.model FROM predictors p
@@ -62,13 +71,13 @@ predictor AS (  -- the newest predictor of that metric (of any metric when the t
     LIMIT 1
 ),
 candidates AS (
-    SELECT s.source, 'outcome' AS evidence, 0 AS tier, avg(s.value) AS value, stddev_samp(s.value) AS std,
-           count(*) AS n, any_value(s.metric) AS metric_name, s.architecture, s.setting AS part,
-           coalesce(s.setting, CASE WHEN min(coalesce(s.hyperparameters, '')) FILTER (WHERE s.plain)
-                                         <> max(coalesce(s.hyperparameters, '')) FILTER (WHERE s.plain)
-                                    THEN 'pooled over different settings (rank per setting with --by)' END) AS setting,
-           NULL::INTEGER AS features_known,  -- import paths shortened to file names once per row of the answer
-           regexp_replace(string_agg(DISTINCT s.origin, ', ' ORDER BY s.origin), 'import:[^,]*[/\\]', 'import:', 'g') AS origin
+    SELECT s.source, 'outcome' AS evidence, 0 AS tier, s.value, s.std, s.n, s.metric AS metric_name, s.architecture,
+           NULL::VARCHAR AS part, s.setting, NULL::INTEGER AS features_known, s.origin
+    FROM summary s SEMI JOIN chosen c ON s.metric = c.m
+    UNION ALL
+    SELECT s.source, 'outcome', 0, avg(s.value), stddev_samp(s.value), count(*), any_value(s.metric), s.architecture,
+           s.setting, s.setting, NULL,  -- import paths shortened to file names once per row of the answer
+           regexp_replace(string_agg(DISTINCT s.origin, ', ' ORDER BY s.origin), 'import:[^,]*[/\\]', 'import:', 'g')
     FROM sel s SEMI JOIN chosen c ON s.metric = c.m
     GROUP BY s.source, s.architecture, s.setting
     UNION ALL

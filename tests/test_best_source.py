@@ -95,3 +95,40 @@ def test_an_unknown_target_is_an_error_naming_close_names(runner, db, tmp_path):
     assert "unknown target zzzz: not a dataset in the store; ingest it or import outcomes for it first" in r.output
     with pytest.raises(MetadbError):
         outcomes.import_outcomes(db, _csv(tmp_path, "h.csv", "source,target,value\n"), metric="auc")
+
+
+# --- issue 11: best-source reads a summary kept in step with every outcome write ----------------------
+MLFLOW = "Run ID,Status,source_flag,target_flag,lr,val_loss,test_auc\n"
+
+
+def test_the_summary_pools_own_and_published_rows_only_for_evidence_all(db, tmp_path):
+    outcomes.import_outcomes(db, _csv(tmp_path, "pack.csv", "source,target,seed,value\nimagenet,chest,0,0.9\n"
+                                                            "stl10,chest,0,0.7\n"),
+                             metric="auc", origin="published:cats-scans@1")
+    outcomes.import_outcomes(db, _csv(tmp_path, "mine.csv", "source,target,seed,value\nimagenet,chest,1,0.6\n"),
+                             metric="auc")
+    by_evidence = {e: [(r[1], r[3], r[4], r[5], r[10]) for r in api.query("best_source", db, target="chest",
+                                                                          evidence=e)[1]]
+                   for e in ("all", "own", "published")}
+    assert by_evidence["all"] == [("imagenet", pytest.approx(0.75), pytest.approx(np.std([0.9, 0.6], ddof=1)), 2,
+                                   "import:mine.csv, published:cats-scans@1"),
+                                  ("stl10", pytest.approx(0.7), None, 1, "published:cats-scans@1")]
+    assert by_evidence["own"] == [("imagenet", pytest.approx(0.6), None, 1, "import:mine.csv")]
+    assert by_evidence["published"] == [("imagenet", pytest.approx(0.9), None, 1, "published:cats-scans@1"),
+                                        ("stl10", pytest.approx(0.7), None, 1, "published:cats-scans@1")]
+
+
+def test_the_summary_follows_reselection_and_equals_a_full_recompute(db, tmp_path):
+    first = "a,FINISHED,imagenet,chest,0.1,0.5,0.80\nb,FINISHED,stl10,chest,0.1,0.5,0.70\n"
+    outcomes.import_outcomes(db, _csv(tmp_path, "m1.csv", MLFLOW + first), "mlflow", metric="test_auc",
+                             select="min:val_loss")
+    assert [(r[1], r[3]) for r in api.query("best_source", db, target="chest")[1]] == [("imagenet", 0.8), ("stl10", 0.7)]
+    # a later batch holds a better-validated imagenet run: the pair's answer moves to it
+    outcomes.import_outcomes(db, _csv(tmp_path, "m2.csv", MLFLOW + "c,FINISHED,imagenet,chest,0.01,0.2,0.65\n"),
+                             "mlflow", metric="test_auc", select="min:val_loss")
+    assert [(r[1], r[3], r[10]) for r in api.query("best_source", db, target="chest")[1]] == [
+        ("stl10", 0.7, "import:m1.csv"), ("imagenet", 0.65, "import:m2.csv")]
+    outcomes.import_outcomes(db, _csv(tmp_path, "o.csv", "source,target,value\nimagenet,isic,0.9\n"), metric="auc")
+    stored = api.sql("SELECT * FROM outcome_summary ORDER BY ALL", db)[1]
+    assert stored == api.sql("SELECT * FROM outcome_summary_of(NULL) ORDER BY ALL", db)[1] and len(stored) == 3
+    assert api.sql("SELECT * FROM outcome_summary_rows ORDER BY target", db)[1] == [("chest", 3), ("isic", 1)]

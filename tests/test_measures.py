@@ -42,6 +42,23 @@ def test_frechet_matches_the_sqrtm_recipe(rank):
     assert wasserstein2(*f1, *f2) == pytest.approx(_fid_sqrtm(m1, s1, m2, s2), rel=1e-6)
 
 
+def _w2(x, y):
+    return wasserstein2(*x, *y)
+
+
+def test_all_pairs_over_forked_processes_equal_the_sqrtm_recipe_pair_by_pair():
+    from metadb.measures.pair_pool import map_pairs
+
+    rng = np.random.default_rng(3)
+    d = 16
+    gauss = {k: (rng.normal(size=d), _psd(rng, d)) for k in "abcde"}
+    f = {k: (m, *factor(*_eig(s), n=10_000, shrink=True)) for k, (m, s) in gauss.items()}
+    pairs = [(a, b) for a in "abcde" for b in "abcde" if a < b]
+    got = map_pairs(_w2, f, pairs, workers=2)  # 10 pairs: two real worker processes
+    assert got == [_w2(f[a], f[b]) for a, b in pairs]  # same float64 work, same order
+    assert got == pytest.approx([_fid_sqrtm(*gauss[a], *gauss[b]) for a, b in pairs], rel=1e-6)
+
+
 def test_frechet_of_diagonal_gaussians_is_the_closed_form():
     rng = np.random.default_rng(1)
     v1, v2 = rng.uniform(0.5, 2, 8), rng.uniform(0.5, 2, 8)

@@ -12,6 +12,7 @@ Rows without a rule (long, matrix and folds files) are each ground truth and are
 from __future__ import annotations
 
 from metadb.errors import MetadbError
+from metadb.imports import outcome_summary
 
 GROUP = "source, target, coalesce(fold, -1), coalesce(architecture, ''), metric"
 
@@ -28,7 +29,9 @@ def parse_select(select: str | None) -> tuple[str, str] | None:
 def reselect(con) -> list[str]:
     """Recompute `is_selected` for every run stored with a rule; refuse a group with two rules.
 
-    Returns a note on how many groups have a selected run (for the import's summary).
+    Then brings best_source's outcome summary up to date (changed targets and those whose
+    selection changed), in the same transaction. Returns a note on how many groups have a
+    selected run (for the import's summary).
     """
     mixed = con.execute(f"""
         SELECT source, target, fold, architecture, metric, list(DISTINCT selection ORDER BY selection)
@@ -39,7 +42,7 @@ def reselect(con) -> list[str]:
         where = "".join(f", {k} {v}" for k, v in (("fold", fold), ("architecture", arch)) if v is not None)
         raise MetadbError(f"runs of {s}->{t} ({metric}{where}) would be selected by two rules: {' and '.join(rules)}",
                           "import every batch of one grid with the same --select")
-    con.execute(f"""
+    reselected = con.execute(f"""
         UPDATE outcomes SET is_selected = r.best
         FROM (SELECT rowid AS rid,
                      row_number() OVER (PARTITION BY {GROUP}
@@ -50,7 +53,9 @@ def reselect(con) -> list[str]:
                                                  file, file_row, run_id) = 1
                      AND selection_value IS NOT NULL AND (status IS NULL OR upper(status) = 'FINISHED') AS best
               FROM outcomes WHERE selection IS NOT NULL) r
-        WHERE outcomes.rowid = r.rid AND outcomes.is_selected IS DISTINCT FROM r.best""")
+        WHERE outcomes.rowid = r.rid AND outcomes.is_selected IS DISTINCT FROM r.best
+        RETURNING outcomes.target""").fetchall()
+    outcome_summary.refresh(con, {t for (t,) in reselected})
     groups = con.execute(f"""SELECT count(DISTINCT ({GROUP})) FILTER (WHERE is_selected), count(DISTINCT ({GROUP}))
                              FROM outcomes WHERE selection IS NOT NULL""").fetchone()
     if not groups[1]:

@@ -6,6 +6,7 @@ from metadb.embeddings import load_stats
 from metadb.errors import MetadbError
 from metadb.measures import Measure, register_measure
 from metadb.measures.gaussian import applied_shrinkage, factor, shrinkage_choice, wasserstein2
+from metadb.measures.pair_pool import map_pairs
 
 
 @register_measure
@@ -29,4 +30,10 @@ class Frechet(Measure):
         for a, b in pairs:
             self.details_[(a, b)] = {"shrunk": alpha[a] > 0 or alpha[b] > 0, "alpha": {a: alpha[a], b: alpha[b]},
                                      "n": {a: stats[a].n, b: stats[b].n}, "dim": len(stats[a].mean)}
-        return {(a, b): 0.0 if a == b else wasserstein2(*f[a], *f[b]) for a, b in pairs}
+        distinct = [(a, b) for a, b in pairs if a != b]
+        values = dict(zip(distinct, map_pairs(_frechet, f, distinct)))
+        return {(a, b): values.get((a, b), 0.0) for a, b in pairs}
+
+
+def _frechet(x: tuple, y: tuple) -> float:
+    return wasserstein2(*x, *y)
