@@ -4,7 +4,7 @@ question: Which source datasets or models should I transfer from for this target
 params:
   target VARCHAR                  the target dataset (an error naming close names when the store does not know it)
   metric VARCHAR = NULL           outcome metric to rank by (default: the target's most reported one)
-  measure VARCHAR = NULL          similarity measure for sources with neither outcome nor prediction
+  measure VARCHAR = NULL          similarity measure for sources with neither outcome nor prediction (in one feature space: the backbone with most pairs for the target)
   exclude_lineage BOOLEAN = false also drop sources derived from the target (or it from them), sharing its parent, or sharing images with it
   architecture VARCHAR = NULL     only outcomes of this architecture (without it, each architecture is its own row, never averaged)
   by VARCHAR = NULL               a hyperparameter (e.g. freeze): rank separately for each of its settings
@@ -70,6 +70,12 @@ predictor AS (  -- the newest predictor of that metric (of any metric when the t
     ORDER BY p.outcome_metric IS NOT DISTINCT FROM (SELECT c.m FROM chosen c) DESC, p.fitted_at DESC
     LIMIT 1
 ),
+space AS (  -- similarity evidence comes from one feature space, never a mix: the one with most pairs for the target
+    SELECT s.backbone AS bb FROM similarities s
+    WHERE s.measure = measure AND target IN (s.dataset_a, s.dataset_b) AND s.dataset_a <> s.dataset_b
+      AND (evidence = 'all' OR (evidence = 'published') = coalesce(s.origin LIKE 'published:%', false))
+    GROUP BY s.backbone ORDER BY count(*) DESC, max(s.computed_at) DESC, s.backbone LIMIT 1
+),
 candidates AS (
     SELECT s.source, 'outcome' AS evidence, 0 AS tier, s.value, s.std, s.n, s.metric AS metric_name, s.architecture,
            NULL::VARCHAR AS part, s.setting, NULL::INTEGER AS features_known, s.origin
@@ -94,6 +100,7 @@ candidates AS (
     FROM similarities s
     WHERE s.measure = measure AND target IN (s.dataset_a, s.dataset_b) AND s.dataset_a <> s.dataset_b
       AND (evidence = 'all' OR (evidence = 'published') = coalesce(s.origin LIKE 'published:%', false))
+      AND s.backbone = (SELECT bb FROM space)
     GROUP BY ALL
 ),
 lineage AS (  -- with exclude_lineage: parents, children, siblings, and datasets sharing an image (image_matches)

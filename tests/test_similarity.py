@@ -140,3 +140,10 @@ def test_embeddings_with_other_weights_are_never_compared_and_the_skip_is_said(t
         assert sorted(names) == sorted(f"distance_frechet@{b}" for b in (first.backbone, plain[0]))
     finally:
         con.close()
+
+    # best-source's similarity evidence comes from one space too: the one with most pairs for the
+    # target, the newest on a tie (as the similar macro), never the smaller distance of the two
+    query = "SELECT source, value FROM best_source('chest', measure := 'frechet') ORDER BY source"
+    assert api.sql(query, db)[1] == [("isic", plain_d[("chest", "isic")]), ("pcam", plain_d[("chest", "pcam")])]
+    rad_all = {(a, b): v for a, b, v, _ in compute(db, "frechet", first.backbone).rows}  # 2 pairs with chest now
+    assert api.sql(query, db)[1] == [("isic", rad_all[("chest", "isic")]), ("pcam", rad_all[("chest", "pcam")])]
