@@ -109,11 +109,12 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
             return duckdb.connect(str(path), read_only=read_only, config={"python_enable_replacements": False})
         except duckdb.Error as e:
             err = _translate(e, path)
-            if not isinstance(err, StoreInUseError) or time.monotonic() + pause > deadline:
+            left = deadline - time.monotonic()
+            if not isinstance(err, StoreInUseError) or left <= 0:
                 if isinstance(err, StoreInUseError) and wait > 0:
                     err = StoreInUseError(f"{err.message}, still after waiting {wait:g} s", err.hint)
                 raise err from None
-        time.sleep(pause)
+        time.sleep(min(pause, left))  # the last try falls on the deadline: the whole wait, never less
         pause = min(pause * 2, 1.0)
 
 

@@ -174,7 +174,7 @@ def test_second_writer_waits_for_the_lock_or_fails_in_one_line(db):
         t0 = time.monotonic()
         with pytest.raises(StoreInUseError, match=r"in use by another metadb process \(PID \d+\), still after waiting 0.5 s") as e:
             store.connect(db, wait=0.5)
-        assert 0.4 < time.monotonic() - t0 < 5 and "\n" not in str(e.value)
+        assert 0.5 <= time.monotonic() - t0 < 5 and "\n" not in str(e.value)  # the whole wait, not less
         holder.stdin.write("go\n")
         holder.stdin.flush()
         con = store.connect(db, wait=30)  # the holder lets go after ~1 s
