@@ -197,14 +197,13 @@ def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Pat
         out_dir = Path(f"{db_path}.embeddings")
         final = out_dir / f"{dataset}.{ident.name}.{run_id}.parquet"
         t0 = time.perf_counter()
+        con.close()  # no lock while images go through the network: readers and ingest are not shut out
         if executor is not None:
             from metadb.embed_shards import embed_sharded
 
-            con.close()  # no lock while shards run; reopened to commit
             acc, n_ok, failed, tmp = embed_sharded(db_path, dataset, loader, fingerprint, b, backbone, weights,
                                                    random_init, dev, prec, batch_size, per_image, out_dir, run_id,
                                                    progress, executor)
-            con = store.connect(db_path)
         else:
             data = torch.utils.data.DataLoader(_Images(loader, b.transform()), batch_size=batch_size,
                                                num_workers=workers, collate_fn=_collate, pin_memory=cuda)
@@ -212,10 +211,20 @@ def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Pat
         if n_ok < 2:
             raise MetadbError(f"{dataset}: only {n_ok} images could be embedded; need at least 2")
         seconds = time.perf_counter() - t0
+        try:  # reopened to commit, waiting for another writer's commit if need be
+            con = store.connect(db_path)
+        except BaseException:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            raise
         if tmp is not None:
             tmp.rename(final)
         try:
             with store.transaction(con):
+                now = con.execute("SELECT fingerprint FROM datasets WHERE name = ?", [dataset]).fetchone()
+                if now is None or now[0] != fingerprint:
+                    raise MetadbError(f"{dataset} was re-ingested while it was being embedded; nothing was stored",
+                                      "run the same embed command again")
                 _write(con, ident, dataset, acc, run_id, dev, batch_size, n_ok, failed, final if tmp else None, seconds,
                        fingerprint)
         except BaseException:

@@ -213,3 +213,33 @@ def test_a_store_from_before_identities_migrates_to_them(tmp_path):
         assert kept == [("a", "a", "frechet", now), ("a", "b", "frechet", now), ("a", "c", "expert", "")]
     finally:
         con.close()
+
+
+def test_readers_open_the_store_while_images_go_through_the_network(db, tmp_path):
+    """The write lock is taken to commit only: while `metadb embed` streams images (its per-image
+    file is being written), another process opens the store, and the embedding still lands."""
+    import subprocess
+    import sys
+    import time
+
+    api.ingest(db, path=write_imagefolder(tmp_path / "big", {"brick": "brick", "grass": "grass"}, size=32, n=60),
+               name="big", workers=1)
+    proc = subprocess.Popen([sys.executable, "-m", "metadb.cli", "embed", "big", "--backbone", "resnet18",
+                             "--random-init", "--batch-size", "4", "--db", db],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / f"{db.rsplit('/', 1)[-1]}.embeddings"
+    try:
+        deadline = time.monotonic() + 120
+        while not list(folder.glob(".*.parquet.tmp")):  # streaming has begun
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        con = store.connect(db, wait=0)  # a second writer, even: refused before this change
+        try:
+            assert con.execute("SELECT count(*) FROM images WHERE dataset = 'big'").fetchone()[0] == 120
+        finally:
+            con.close()
+        assert list(folder.glob(".*.parquet.tmp")), "the embed finished before the store was opened; slow it down"
+    finally:
+        out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert api.sql("SELECT images_ok FROM embedding_runs WHERE dataset = 'big'", db)[1] == [(120,)]
