@@ -76,22 +76,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
 
-    import distributed
 
     from metadb import api
-    from metadb.executors import DaskExecutor, LocalPool
+    from metadb.executors import LocalPool, create_executor
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         make_jpegs(tmp / "jpegs", args.jpegs)
         t0 = time.perf_counter()
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                           silence_logs=40)
-        client = distributed.Client(cluster, set_as_default=False)
+        dask_ex = create_executor("local-cluster:2")  # what `--executor local-cluster:2` starts
+        client = dask_ex.client
         client.run(lambda: __import__("metadb.ingest") and __import__("metadb.finetune.trial") and None)
         print(f"LocalCluster of 2 workers started and warmed (imports) in {time.perf_counter() - t0:.1f} s; "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
-        dask_ex = DaskExecutor(client, None, "local-cluster")
         local_ex = LocalPool(2)
         ratios = []
         for k in range(args.rounds):
@@ -116,8 +113,7 @@ def main() -> None:
                   f"{wl / wd:.2f}x; per trial median {statistics.median(td):.2f} s (local {statistics.median(tl):.2f} s); "
                   f"commit per trial {cd / 6 * 1000:.0f} ms; load average {os.getloadavg()[0]:.1f}", flush=True)
         local_ex.close()
-        client.close()
-        cluster.close()
+        dask_ex.close()
 
 
 if __name__ == "__main__":
