@@ -19,7 +19,7 @@ from typing import Any
 
 from metadb.embeddings import GaussianAccumulator, add_batch, forward, per_image_schema, transformed
 from metadb.errors import MetadbError
-from metadb.executors import TaskFailed, create_executor
+from metadb.executors import TaskFailed, using
 from metadb.loaders import create_loader
 from metadb.records import Record
 from metadb.staging import Staging
@@ -122,37 +122,29 @@ def embed_sharded(db_path: Path, dataset: str, loader, fingerprint: str, b, back
     key = f"{fingerprint}-{b.weights_sha256 or b.weights_source}-{dev.split(':')[0]}-{precision}-{int(per_image)}"
     staging = Staging(Path(f"{db_path}.staging"), f"embed-{b.name}", dataset, key[:120],
                       {"total": total, "shards": n, "batch_size": batch_size})
-    ex = create_executor(executor) if not hasattr(executor, "run") else executor  # fails before staging
-    try:
+    with using(executor) as ex:  # made before staging: a bad --executor fails first
         done = staging.open()
-    except BaseException:
-        if ex is not executor:
-            ex.close()
-        raise
-    params = json_params(loader)
-    tasks = [EmbedShard(i, lo, hi, loader_layout(loader), str(loader.root), params,
-                        tuple(listed[lo:hi]) if listed is not None else None, backbone,
-                        str(weights) if weights else None, random_init, dev, precision, batch_size,
-                        str(staging.part(i)) if per_image else "") for i, (lo, hi) in enumerate(bounds)]
-    todo = [t for t in tasks if t.index not in done]
-    bar = tqdm(desc=f"embed {dataset} ({b.name})", unit="img", total=total,
-               disable=None if progress is None else not progress)
-    bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))
-    try:
-        with bar:
-            for k, res in ex.run(embed_shard, todo, resources=None):
-                t = todo[k]
-                staging.finish(t.index, res, part=Path(t.part).name if t.part else None, lo=t.lo, hi=t.hi,
-                               rows=res.n_ok, seconds=round(res.seconds, 3))
-                bar.update(t.hi - t.lo)
-    except TaskFailed as e:
-        t = todo[e.index]
-        raise MetadbError(f"embed shard {t.index} (images {t.lo}-{t.hi - 1} of {total}) failed after {e.attempts} "
-                          f"attempt(s): {type(e.error).__name__}: {e.error}",
-                          "nothing was committed; finished shards are kept, so the same command resumes") from None
-    finally:
-        if ex is not executor:
-            ex.close()
+        params = json_params(loader)
+        tasks = [EmbedShard(i, lo, hi, loader_layout(loader), str(loader.root), params,
+                            tuple(listed[lo:hi]) if listed is not None else None, backbone,
+                            str(weights) if weights else None, random_init, dev, precision, batch_size,
+                            str(staging.part(i)) if per_image else "") for i, (lo, hi) in enumerate(bounds)]
+        todo = [t for t in tasks if t.index not in done]
+        bar = tqdm(desc=f"embed {dataset} ({b.name})", unit="img", total=total,
+                   disable=None if progress is None else not progress)
+        bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))
+        try:
+            with bar:
+                for k, res in ex.run(embed_shard, todo, resources=None):
+                    t = todo[k]
+                    staging.finish(t.index, res, part=Path(t.part).name if t.part else None, lo=t.lo, hi=t.hi,
+                                   rows=res.n_ok, seconds=round(res.seconds, 3))
+                    bar.update(t.hi - t.lo)
+        except TaskFailed as e:
+            t = todo[e.index]
+            raise MetadbError(f"embed shard {t.index} (images {t.lo}-{t.hi - 1} of {total}) failed after {e.attempts} "
+                              f"attempt(s): {type(e.error).__name__}: {e.error}",
+                              "nothing was committed; finished shards are kept, so the same command resumes") from None
     entries = staging.finished()
     results = [staging.result(entries[t.index]) for t in tasks]
     acc = GaussianAccumulator(b.feature_dim)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from metadb.errors import MetadbError
@@ -174,3 +175,19 @@ def create_executor(spec: str | None = None, workers: int | None = None) -> Exec
         return DaskExecutor(connect(address), None, f"dask {address}")
     raise MetadbError(f"--executor {spec!r} is not an executor",
                       "use local, local-cluster:N or dask://host:port (or set $METADB_SCHEDULER)")
+
+
+@contextmanager
+def using(executor: str | Executor | None, workers: int | None = None) -> Iterator[Executor]:
+    """The executor a command was handed, or one made from its spec and closed when the block ends.
+
+    An Executor object belongs to the caller (a benchmark or test reusing one cluster) and is left open.
+    """
+    if hasattr(executor, "run"):
+        yield executor
+        return
+    ex = create_executor(executor, workers)
+    try:
+        yield ex
+    finally:
+        ex.close()

@@ -36,7 +36,7 @@ from metadb.errors import ImageError, MetadbError, StoreInUseError
 from metadb.extract import Extractor, create_extractor, extractors
 from metadb.imageio import decode
 from metadb.loaders import Loader, create_loader
-from metadb.executors import Executor, TaskFailed, create_executor
+from metadb.executors import Executor, TaskFailed, using
 from metadb.loaders.base import shard_range, shown
 from metadb.staging import Staging
 from metadb.records import Record
@@ -286,41 +286,34 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
     t0 = time.perf_counter()
     tasks = plan_shards(info, folder, loader, exts, working_size)
     total = tasks[-1].hi
-    ex = create_executor(executor, workers) if not hasattr(executor, "run") else executor  # fails before staging
-    staging = Staging(staging_root, "ingest", info.name, fingerprint, {"total": total, "shards": len(tasks)})
-    try:
+    with using(executor, workers) as ex:  # made before staging: a bad --executor fails first
+        staging = Staging(staging_root, "ingest", info.name, fingerprint, {"total": total, "shards": len(tasks)})
         done = staging.open()
-    except BaseException:
-        if ex is not executor:
-            ex.close()
-        raise
-    tasks = [replace(t, part=str(staging.part(t.index))) for t in tasks]
-    todo = [t for t in tasks if t.index not in done]
-    skipped = list(loader.skipped)
-    bar = tqdm(desc=f"ingest {info.name}", unit="img", total=total, disable=None if progress is None else not progress,
-               file=sys.stderr, dynamic_ncols=True)
-    bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))
-    try:
-        with bar:
-            for k, res in ex.run(ingest_shard, todo):
-                task = todo[k]
-                if res.errors and strict:
-                    path, reason = res.errors[0]
-                    staging.remove()  # the data must change before a re-run; nothing here is reusable
-                    raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
-                staging.finish(task.index, res, part=Path(task.part).name, lo=task.lo, hi=task.hi, rows=res.n_ok,
-                               seconds=round(res.seconds, 3))
-                bar.update(task.hi - task.lo)
-    except TaskFailed as e:
-        task = todo[e.index]
-        first = f", first {task.records[0].path}" if task.records else ""
-        raise MetadbError(f"shard {task.index} (images {task.lo}-{task.hi - 1} of {total}{first}) failed after "
-                          f"{e.attempts} attempt(s): {type(e.error).__name__}: {e.error}",
-                          "nothing was committed; finished shards are kept, so the same command resumes") from None
-    finally:
+        tasks = [replace(t, part=str(staging.part(t.index))) for t in tasks]
+        todo = [t for t in tasks if t.index not in done]
+        skipped = list(loader.skipped)
+        bar = tqdm(desc=f"ingest {info.name}", unit="img", total=total,
+                   disable=None if progress is None else not progress, file=sys.stderr, dynamic_ncols=True)
+        bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))
+        try:
+            with bar:
+                for k, res in ex.run(ingest_shard, todo):
+                    task = todo[k]
+                    if res.errors and strict:
+                        path, reason = res.errors[0]
+                        staging.remove()  # the data must change before a re-run; nothing here is reusable
+                        raise MetadbError(f"{folder / path}: {reason}",
+                                          "fix or remove it, or drop --strict to skip bad images")
+                    staging.finish(task.index, res, part=Path(task.part).name, lo=task.lo, hi=task.hi, rows=res.n_ok,
+                                   seconds=round(res.seconds, 3))
+                    bar.update(task.hi - task.lo)
+        except TaskFailed as e:
+            task = todo[e.index]
+            first = f", first {task.records[0].path}" if task.records else ""
+            raise MetadbError(f"shard {task.index} (images {task.lo}-{task.hi - 1} of {total}{first}) failed after "
+                              f"{e.attempts} attempt(s): {type(e.error).__name__}: {e.error}",
+                              "nothing was committed; finished shards are kept, so the same command resumes") from None
         workers_used = ex.workers
-        if ex is not executor:
-            ex.close()
     t_merge = time.perf_counter()
     entries = staging.finished()
     results = [staging.result(entries[t.index]) for t in tasks]

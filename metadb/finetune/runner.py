@@ -178,21 +178,18 @@ def _executed(todo: list[TrialSpec], execute, executor, device: str | None):
     if executor is None:
         yield from ((spec, execute(spec)) for spec in todo)
         return
-    from metadb.executors import TaskFailed, create_executor
+    from metadb.executors import TaskFailed, using
 
-    ex = executor if hasattr(executor, "run") else create_executor(executor)
-    gpu = {"GPU": 1} if (device or "").startswith("cuda") and not ex.name.startswith("local") else None
-    try:
-        for k, rec in ex.run(execute, todo, resources=gpu):
-            yield todo[k], rec
-    except TaskFailed as e:
-        s = todo[e.index]
-        raise MetadbError(f"trial {s.run_id} ({s.source.name} -> {s.target} fold {s.fold}) failed after {e.attempts} "
-                          f"attempt(s): {type(e.error).__name__}: {e.error}",
-                          "finished trials are committed; the same command runs the rest") from None
-    finally:
-        if ex is not executor:
-            ex.close()
+    with using(executor) as ex:
+        gpu = {"GPU": 1} if (device or "").startswith("cuda") and not ex.name.startswith("local") else None
+        try:
+            for k, rec in ex.run(execute, todo, resources=gpu):
+                yield todo[k], rec
+        except TaskFailed as e:
+            s = todo[e.index]
+            raise MetadbError(f"trial {s.run_id} ({s.source.name} -> {s.target} fold {s.fold}) failed after "
+                              f"{e.attempts} attempt(s): {type(e.error).__name__}: {e.error}",
+                              "finished trials are committed; the same command runs the rest") from None
 
 
 def stored_run_ids(db, ids: list[str]) -> set[str]:
