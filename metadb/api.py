@@ -63,7 +63,10 @@ def sql(statement: str, db: str | Path | None = None, write: bool = False) -> Ro
     try:
         if not write:
             _refuse_file_writes(con, statement)
-        return store.fetch(con.execute(statement))
+            return store.fetch(con.execute(statement))
+        rows = store.fetch(con.execute(statement))
+        _rederive(con)
+        return rows
     except duckdb.Error as e:
         first = str(e).splitlines()[0]
         hint = None
@@ -74,6 +77,17 @@ def sql(statement: str, db: str | Path | None = None, write: bool = False) -> Ro
         raise MetadbError(f"SQL error: {first}", hint) from None
     finally:
         con.close()
+
+
+def _rederive(con) -> None:
+    """What writers keep derived from `outcomes` (the selection, best_source's summary), recomputed
+    after hand-written SQL, which can change rows in place where no importer would."""
+    from metadb.imports import outcome_summary
+    from metadb.imports.selection import reselect
+
+    with store.transaction(con):
+        reselect(con)
+        outcome_summary.refresh_all(con)
 
 
 def _refuse_file_writes(con, statement: str) -> None:

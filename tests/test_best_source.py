@@ -132,3 +132,9 @@ def test_the_summary_follows_reselection_and_equals_a_full_recompute(db, tmp_pat
     stored = api.sql("SELECT * FROM outcome_summary ORDER BY ALL", db)[1]
     assert stored == api.sql("SELECT * FROM outcome_summary_of(NULL) ORDER BY ALL", db)[1] and len(stored) == 3
     assert api.sql("SELECT * FROM outcome_summary_rows ORDER BY target", db)[1] == [("chest", 3), ("isic", 1)]
+    # an edit by hand (metadb sql --write) changes a value in place: the summary follows it too
+    api.sql("UPDATE outcomes SET value = 0.95 WHERE source = 'stl10' AND target = 'chest'", db, write=True)
+    assert [(r[1], r[3]) for r in api.query("best_source", db, target="chest")[1]] == [("stl10", 0.95),
+                                                                                      ("imagenet", 0.65)]
+    assert api.sql("SELECT * FROM outcome_summary ORDER BY ALL", db)[1] == \
+        api.sql("SELECT * FROM outcome_summary_of(NULL) ORDER BY ALL", db)[1]

@@ -34,3 +34,10 @@ def refresh(con, also: Iterable[str] = ()) -> int:
     con.execute("""INSERT INTO outcome_summary_rows SELECT target, count(*) FROM outcomes
                    WHERE list_contains(?, target) GROUP BY target""", [targets])
     return len(targets)
+
+
+def refresh_all(con) -> int:
+    """Recompute every target's summary: after hand-written SQL, which may change values in place."""
+    targets = [r[0] for r in con.execute("SELECT target FROM outcomes UNION SELECT target FROM outcome_summary_rows")
+               .fetchall()]
+    return refresh(con, targets)
