@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from metadb.extract import Extractor, Partial, register_extractor
+from metadb.extract import Extractor, Partial, entropy_bits, register_extractor
 
 
 @register_extractor
@@ -34,9 +34,7 @@ class Basic(Extractor):
         out = {"n_images": float(n), "n_classes": float(len(counts))}
         if len(counts):
             out["imbalance_ratio"] = float(counts.max() / counts.min())
-            from scipy.stats import entropy  # here, not at the top: scipy.stats costs ~1 s of every ingest's start-up
-
-            out["class_entropy"] = float(entropy(counts, base=2))
+            out["class_entropy"] = entropy_bits(counts)
             # 1.0 for perfectly balanced classes, whatever their number
             out["class_entropy_norm"] = float(out["class_entropy"] / np.log2(len(counts))) if len(counts) > 1 else 0.0
             out["min_class_count"] = float(counts.min())

@@ -13,15 +13,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from metadb.extract import Extractor, Partial, counter_quantile, histogram_quantile, register_extractor
+from metadb.extract import Extractor, Partial, counter_quantile, entropy_bits, histogram_quantile, register_extractor
 from metadb.imageio import Decoded
 
 BINS = 256
-
-
-def _entropy_bits(hist: np.ndarray) -> float:
-    p = hist[hist > 0] / hist.sum()
-    return float(-(p * np.log2(p)).sum())
 
 
 @register_extractor
@@ -50,7 +45,7 @@ class ImageStats(Extractor):
                            minlength=BINS)
         sharp = float(ndimage.laplace(image.gray).var())
         drange = histogram_quantile(hist, 0.99) - histogram_quantile(hist, 0.01)
-        ent = _entropy_bits(hist)
+        ent = entropy_bits(hist)
         px = image.rgb.reshape(-1, 3).astype(np.float64)
         aspect = image.width / image.height
         partial["n"] += 1
@@ -102,7 +97,7 @@ class ImageStats(Extractor):
             "intensity_mean": float(m1), "intensity_std": float(sd),
             "intensity_skewness": float(mu3 / sd**3) if sd > 0 else 0.0,
             "intensity_kurtosis": float(mu4 / var**2 - 3.0) if var > 0 else 0.0,
-            "intensity_mad": mad, "histogram_entropy": _entropy_bits(hist),
+            "intensity_mad": mad, "histogram_entropy": entropy_bits(hist),
             "sharpness_mean": partial["sharpness_sum"] / n,
             "dynamic_range_mean": partial["dynamic_range_sum"] / n,
             "image_entropy_mean": partial["entropy_sum"] / n,

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 import extractors as _builtin_extractors  # noqa: F401  (registers the built-in extractors)
 from metadb import __version__, catalog, store
+from metadb.allocator import reuse_image_buffers
 from metadb.catalog import DatasetInfo
 from metadb.errors import ImageError, MetadbError, StoreInUseError
 from metadb.extract import Extractor, create_extractor, extractors
@@ -234,6 +235,7 @@ def ingest_shard(task: ShardTask) -> ShardResult:
     if not os.access(task.root, os.R_OK):
         raise MetadbError(f"worker on {socket.gethostname()} cannot open the data root {task.root}",
                           "every worker must see the data at the same path (a shared filesystem)")
+    reuse_image_buffers()  # in whichever process runs the shard: pool worker, Dask worker or this one
     exts = _extractors(task.extractor_names, task.working_size)
     schema = _schema(exts)
     if task.records is not None:

@@ -5,10 +5,7 @@
     trial.py     run_trial(spec) -> TrialRecord: the executor seam (no store access)
     runner.py    plan, skip stored trials, commit runs + outcomes; pretrain; list runs
     mlflow_log.py  optional: each stored run as an MLflow run (`finetune --mlflow URI`)
+
+Import the submodules themselves: this package imports nothing, so `metadb --help` and every
+other command do not pay for polars and torch through the fine-tuning runner.
 """
-
-from metadb.finetune.protocol import Protocol, load as load_protocol
-from metadb.finetune.runner import finetune, list_runs, pretrain
-from metadb.finetune.trial import TrialRecord, TrialSpec, run_trial
-
-__all__ = ["Protocol", "load_protocol", "finetune", "list_runs", "pretrain", "TrialRecord", "TrialSpec", "run_trial"]
