@@ -240,7 +240,8 @@ def main() -> None:
     ops = per_operation(data, args.samples, args.reps)
     pair = ops["pair: metadb whole pair (wasserstein2_ready)"]
     tm_pair = ops["pair: torchmetrics recipe (eigvals(S1 @ S2))"]
-    one = ops["one-off eigendecomposition (np.linalg.eigh)"] + ops["one-off preparation (cov from eigenpairs, Cholesky)"]
+    one = (ops["one-off eigendecomposition (np.linalg.eigh)"]
+           + ops["one-off preparation (cov from eigenpairs, Cholesky)"])
     whole = args.datasets * one + len(pairs) * pair
     if args.alternatives:
         print("  alternatives, single-threaded CPU:")
