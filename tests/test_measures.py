@@ -235,3 +235,117 @@ def test_mixture_w2_on_stored_classes_is_the_ot_of_class_gaussians(digits, tmp_p
     assert d[("a", "c")] == pytest.approx(0.5 * _fid_sqrtm(ones.mean(0), np.cov(ones, rowvar=False),
                                                           sevens.mean(0), np.cov(sevens, rowvar=False)), rel=1e-6)
     assert m.details_[("a", "c")] == {"shrunk": False, "alpha": {"a": {}, "c": {}}}  # 90 > 64: no shrinkage
+
+
+def _mp_frechet(m1, a1, m2, a2, dps=40):
+    """The closed form in 40-digit arithmetic (mpmath) for S = A A^T / cols: the reference for singular S."""
+    import mpmath as mp
+
+    with mp.workdps(dps):
+        s1 = mp.matrix(a1.tolist()) * mp.matrix(a1.T.tolist()) / a1.shape[1]
+        s2 = mp.matrix(a2.tolist()) * mp.matrix(a2.T.tolist()) / a2.shape[1]
+        ev = mp.eig(s1 * s2, left=False, right=False)
+        cross = sum(mp.sqrt(mp.re(e)) for e in ev if mp.re(e) > 0)
+        d = len(m1)
+        base = mp.fsum((mp.mpf(x) - mp.mpf(y)) ** 2 for x, y in zip(m1, m2))
+        return float(base + mp.fsum(s1[i, i] + s2[i, i] for i in range(d)) - 2 * cross)
+
+
+def _ready(m, s, n=10_000, shrink=True):
+    from metadb.measures.gaussian import prepare_pairs
+
+    return prepare_pairs(m, *_eig(s), n, shrink)
+
+
+@pytest.mark.parametrize("d", [24, 150])
+def test_pairs_through_cholesky_and_dsygst_match_sqrtm_to_1e10(d):
+    from metadb.measures.gaussian import wasserstein2_ready
+
+    rng = np.random.default_rng(10)
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    s1, s2 = _psd(rng, d), _psd(rng, d) + 0.1 * np.eye(d)
+    r1, r2 = _ready(m1, s1), _ready(m2, s2)
+    assert r1.chol is not None and r2.chol is not None  # positive definite: the dsygst path
+    ref = _fid_sqrtm(m1, s1, m2, s2)
+    assert wasserstein2_ready(r1, r2) == pytest.approx(ref, rel=1e-10)
+    assert wasserstein2_ready(r2, r1) == pytest.approx(ref, rel=1e-10)
+    old = wasserstein2(m1, *factor(*_eig(s1), 10_000, True), m2, *factor(*_eig(s2), 10_000, True))
+    assert wasserstein2_ready(r1, r2) == pytest.approx(old, rel=1e-12)
+
+
+def test_pairs_with_oas_shrinkage_when_fewer_samples_than_dimensions_match_sqrtm():
+    from metadb.measures.gaussian import wasserstein2_ready
+
+    rng = np.random.default_rng(11)
+    d = 40
+    x, y = rng.normal(size=(12, d)) * rng.uniform(0.5, 2, d), rng.normal(size=(300, d))
+    sx, sy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    alpha = oas_shrinkage(_eig(sx)[0], 12, d)
+    shrunk = (1 - alpha) * sx + alpha * np.trace(sx) / d * np.eye(d)  # sklearn's OAS estimate, by its formula
+    rx, ry = _ready(x.mean(0), sx, n=12), _ready(y.mean(0), sy, n=300)
+    assert rx.chol is not None  # singular sample covariance, positive definite once shrunk
+    ref = _fid_sqrtm(x.mean(0), shrunk, y.mean(0), sy)
+    assert wasserstein2_ready(rx, ry) == pytest.approx(ref, rel=1e-10)
+    assert wasserstein2_ready(ry, rx) == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("ranks", [(7, None), (7, 9)])
+def test_pairs_of_rank_deficient_covariances_are_exact(ranks):
+    """Singular S (no shrinkage) takes the thin-factor path; exact to 1e-12 against 40-digit arithmetic.
+
+    sqrtm of the singular product S1 S2 is itself only good to ~1e-8 here (square roots of
+    rounding-level eigenvalues), which is why the 1e-10 reference is mpmath, not sqrtm.
+    """
+    from metadb.measures.gaussian import wasserstein2_ready
+
+    rng = np.random.default_rng(12)
+    d = 30
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    a1, a2 = rng.normal(size=(d, ranks[0])), rng.normal(size=(d, ranks[1] or d))
+    s1, s2 = a1 @ a1.T / a1.shape[1], a2 @ a2.T / a2.shape[1]
+    r1, r2 = _ready(m1, s1, shrink=False), _ready(m2, s2, shrink=False)
+    assert r1.thin is not None and r1.thin.shape[1] == ranks[0]
+    exact = _mp_frechet(m1, a1, m2, a2)
+    assert wasserstein2_ready(r1, r2) == pytest.approx(exact, rel=1e-12)
+    assert wasserstein2_ready(r2, r1) == pytest.approx(exact, rel=1e-12)
+    assert wasserstein2_ready(r1, r2) == pytest.approx(_fid_sqrtm(m1, s1, m2, s2), rel=1e-7)
+
+
+def test_dropping_a_small_eigenpair_moves_frechet_by_up_to_sqrt_of_w_times_lambda_max():
+    """Why `prepare_pairs` truncates nothing: the bound |dFD| <= 2 sqrt(w lambda_max(S2)) holds and is not loose.
+
+    An eigenvalue at embed's floor (1e-12 of the largest) still moves the distance by ~1e-7 relative.
+    """
+    from metadb.measures.gaussian import PairReady, wasserstein2_ready
+
+    rng = np.random.default_rng(13)
+    d = 20
+    v = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    w = np.geomspace(1.0, 1e-12, d)
+    s2 = _psd(rng, d)
+    r2 = _ready(np.zeros(d), s2)
+    full = PairReady(np.zeros(d), float(w.sum()), thin=v * np.sqrt(w))
+    cut = PairReady(np.zeros(d), float(w.sum()), thin=v[:, :-1] * np.sqrt(w[:-1]))  # same trace, one pair fewer
+    moved = abs(wasserstein2_ready(full, r2) - wasserstein2_ready(cut, r2))
+    bound = 2 * np.sqrt(w[-1] * np.linalg.eigvalsh(s2).max())
+    assert moved <= bound
+    assert moved / wasserstein2_ready(full, r2) > 1e-9  # far above the 1e-12 accuracy asked of the distance
+
+
+def test_one_off_preparation_over_forked_processes_equals_in_process():
+    from metadb.measures.gaussian import prepare_pairs
+    from metadb.measures.pair_pool import map_items
+
+    rng = np.random.default_rng(14)
+    d = 16
+    items = {k: (rng.normal(size=d), _eig(_psd(rng, d, rank))) for k, rank in zip("abc", (None, 4, None))}
+
+    def prep(item):
+        return prepare_pairs(item[0], *item[1], 10_000, True)
+
+    got = map_items(prep, items, workers=2)
+    for k, item in items.items():
+        want = prep(item)
+        for field in ("mean", "cov", "chol", "thin"):
+            a, b = getattr(got[k], field), getattr(want, field)
+            assert (a is None and b is None) or np.array_equal(a, b)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from metadb.embeddings import load_stats
 from metadb.errors import MetadbError
 from metadb.measures import Measure, register_measure
-from metadb.measures.gaussian import applied_shrinkage, factor, shrinkage_choice, wasserstein2
-from metadb.measures.pair_pool import map_pairs
+from metadb.measures.gaussian import PairReady, applied_shrinkage, prepare_pairs, shrinkage_choice, wasserstein2_ready
+from metadb.measures.pair_pool import map_items, map_pairs
 
 
 @register_measure
@@ -25,15 +27,15 @@ class Frechet(Measure):
         if missing:
             raise MetadbError(f"no {backbone} embeddings of {', '.join(missing)}",
                               f"run `metadb embed {missing[0]} --backbone {backbone}`")
-        f = {d: (s.mean, *factor(s.eigvals, s.eigvecs, s.n, shrink)) for d, s in stats.items()}
+        ready = map_items(partial(_prepare, shrink=shrink), stats)
         alpha = {d: applied_shrinkage(s.eigvals, s.n, len(s.mean), shrink) for d, s in stats.items()}
         for a, b in pairs:
             self.details_[(a, b)] = {"shrunk": alpha[a] > 0 or alpha[b] > 0, "alpha": {a: alpha[a], b: alpha[b]},
                                      "n": {a: stats[a].n, b: stats[b].n}, "dim": len(stats[a].mean)}
         distinct = [(a, b) for a, b in pairs if a != b]
-        values = dict(zip(distinct, map_pairs(_frechet, f, distinct)))
+        values = dict(zip(distinct, map_pairs(wasserstein2_ready, ready, distinct)))
         return {(a, b): values.get((a, b), 0.0) for a, b in pairs}
 
 
-def _frechet(x: tuple, y: tuple) -> float:
-    return wasserstein2(*x, *y)
+def _prepare(s, shrink: bool) -> PairReady:
+    return prepare_pairs(s.mean, s.eigvals, s.eigvecs, s.n, shrink)

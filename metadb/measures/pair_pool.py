@@ -32,8 +32,40 @@ def _run(chunk: list[tuple[Hashable, Hashable]]) -> list[float]:
     return [fn(items[a], items[b]) for a, b in chunk]
 
 
+def _run_one(key: Hashable) -> Any:
+    fn, items = _JOB  # type: ignore[misc]
+    return fn(items[key])
+
+
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init)
+
+
+def map_items(fn: Callable[[Any], Any], items: dict[Hashable, Any], workers: int | None = None) -> dict[Hashable, Any]:
+    """{k: fn(items[k])}, one item per task over up to `workers` forked single-BLAS-thread processes.
+
+    For the one-off per-dataset work before the pairs (an eigendecomposition, a Cholesky factor):
+    run with the driver's BLAS threads it thrashes whenever other processes share the cores.
+    Results travel back pickled, so `fn` should return only what the pairs need.
+    """
+    global _JOB
+    workers = min(workers or default_workers(), len(items))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return {k: fn(v) for k, v in items.items()}
+    keys = sorted(items, key=str)
+    _JOB = (fn, items)
+    try:
+        with _pool(workers) as pool:
+            return dict(zip(keys, pool.map(_run_one, keys)))
+    finally:
+        _JOB = None
 
 
 def map_pairs(fn: Callable[[Any, Any], float], items: dict[Hashable, Any], pairs: Sequence[tuple[Hashable, Hashable]],
@@ -46,7 +78,7 @@ def map_pairs(fn: Callable[[Any, Any], float], items: dict[Hashable, Any], pairs
     chunks = [list(pairs[i::workers * 2]) for i in range(workers * 2)]  # interleaved: equal work per chunk
     _JOB = (fn, items)
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init) as pool:
+        with _pool(workers) as pool:
             done = list(pool.map(_run, chunks))
     finally:
         _JOB = None
