@@ -49,6 +49,24 @@ def digits_target(root: Path, db: str) -> None:
     api.ingest(db, path=root, name="digits", workers=1)
 
 
+def worker_cpu(dask_pids: set[int]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process's worker children: the pool's and Dask's.
+
+    Other sessions share these 2 cores, so wall ratios swing with their load; CPU per image does
+    not, and is what a worker's overhead (profiler, event loop, allocator) shows up in.
+    """
+    import psutil
+
+    out = {"local": 0.0, "dask": 0.0}
+    for child in psutil.Process().children():
+        try:
+            t = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        out["dask" if child.pid in dask_pids else "local"] += t.user + t.system
+    return out
+
+
 def grid(db: str, executor):
     import shutil
 
@@ -89,21 +107,24 @@ def main() -> None:
         client.run(lambda: __import__("metadb.ingest") and __import__("metadb.finetune.trial") and None)
         print(f"LocalCluster of 2 workers started and warmed (imports) in {time.perf_counter() - t0:.1f} s; "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        dask_pids = set(client.run(os.getpid).values())
         local_ex = LocalPool(2)
         ratios = []
         for k in range(args.rounds):
-            row = {}
+            row, cpu = {}, {}
             for name, ex in (("local", local_ex), ("dask", dask_ex)):
                 db = tmp / f"{name}.duckdb"
                 db.unlink(missing_ok=True)
+                c0 = worker_cpu(dask_pids)[name]
                 r = api.ingest(str(db), path=tmp / "jpegs", name="jpegs", executor=ex, progress=False)
-                row[name] = r
+                row[name], cpu[name] = r, worker_cpu(dask_pids)[name] - c0
             lo, da = row["local"], row["dask"]
             ratios.append(lo.seconds / da.seconds)
             print(f"round {k + 1} ingest {args.jpegs} JPEGs: local pool {lo.seconds:.1f} s ({args.jpegs / lo.seconds:.0f} img/s), "
                   f"LocalCluster {da.seconds:.1f} s ({args.jpegs / da.seconds:.0f} img/s): dask/local speed "
                   f"{lo.seconds / da.seconds:.2f}x; per shard ({len(da.shard_seconds)} x 256 images) median "
-                  f"{statistics.median(da.shard_seconds):.2f} s; merge+commit {da.commit_seconds:.2f} s "
+                  f"{statistics.median(da.shard_seconds):.2f} s (local {statistics.median(lo.shard_seconds):.2f} s); workers' CPU "
+                  f"{cpu['dask']:.1f} s vs {cpu['local']:.1f} s local: {cpu['dask'] / cpu['local']:.2f}x; merge+commit {da.commit_seconds:.2f} s "
                   f"(local {lo.commit_seconds:.2f} s); load average {os.getloadavg()[0]:.1f}", flush=True)
         db = str(tmp / "ft.duckdb")
         digits_target(tmp / "digits", db)

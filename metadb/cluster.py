@@ -2,7 +2,9 @@
 
 dask-jobqueue turns each batch job into Dask workers; metadb asks for one worker process per job
 holding all of the job's GPUs, and declares them as the worker resource `GPU`, so a fine-tuning
-trial (which asks for `{"GPU": 1}`) lands only where a GPU is free. The scheduler runs in this
+trial (which asks for `{"GPU": 1}`) lands only where a GPU is free. The job script exports
+metadb's worker settings (`executors.WORKER_CONFIG`: no statistical profiler, a slow event-loop
+tick), which Dask reads from the environment when the worker starts. The scheduler runs in this
 process: it prints the address to pass as `--executor` and keeps the cluster up until Ctrl-C.
 """
 
@@ -28,8 +30,11 @@ def slurm_options(jobs: int, gpus_per_job: int, cores: int, memory: str, walltim
         raise MetadbError(f"--walltime {walltime!r} is not a Slurm time", "use HH:MM:SS or D-HH:MM:SS, e.g. 12:00:00")
     extra = [f"--gres=gpu:{gpus_per_job}"] if gpus_per_job else []
     worker_args = ["--resources", f"GPU={gpus_per_job}"] if gpus_per_job else []
+    from metadb.executors import worker_environ
+
     return dict(cores=cores, processes=1, memory=memory, walltime=walltime, queue=queue, account=account,
                 job_extra_directives=extra, worker_extra_args=worker_args,
+                job_script_prologue=[f"export {k}={v}" for k, v in worker_environ().items()],
                 scheduler_options={"port": port, "dashboard_address": None})
 
 

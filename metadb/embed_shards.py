@@ -19,9 +19,10 @@ from typing import Any
 
 from metadb.embeddings import GaussianAccumulator, add_batch, forward, per_image_schema, transformed
 from metadb.errors import MetadbError
-from metadb.executors import TaskFailed, using
+from metadb.executors import using
 from metadb.loaders import create_loader
 from metadb.records import Record
+from metadb.shards import run_shards
 from metadb.staging import Staging
 
 BATCHES_PER_SHARD = 8
@@ -107,7 +108,6 @@ def embed_sharded(db_path: Path, dataset: str, loader, fingerprint: str, b, back
                   progress: bool | None, executor):
     """(accumulator, images ok, images failed, per-image Parquet or None), like the single-process stream."""
     import pyarrow.parquet as pq
-    from tqdm import tqdm
 
     listed: list[Record] | None = []
     for r in loader.records():
@@ -122,31 +122,14 @@ def embed_sharded(db_path: Path, dataset: str, loader, fingerprint: str, b, back
     key = f"{fingerprint}-{b.weights_sha256 or b.weights_source}-{dev.split(':')[0]}-{precision}-{int(per_image)}"
     staging = Staging(Path(f"{db_path}.staging"), f"embed-{b.name}", dataset, key[:120],
                       {"total": total, "shards": n, "batch_size": batch_size})
-    with using(executor) as ex:  # made before staging: a bad --executor fails first
-        done = staging.open()
-        params = json_params(loader)
-        tasks = [EmbedShard(i, lo, hi, loader_layout(loader), str(loader.root), params,
-                            tuple(listed[lo:hi]) if listed is not None else None, backbone,
-                            str(weights) if weights else None, random_init, dev, precision, batch_size,
-                            str(staging.part(i)) if per_image else "") for i, (lo, hi) in enumerate(bounds)]
-        todo = [t for t in tasks if t.index not in done]
-        bar = tqdm(desc=f"embed {dataset} ({b.name})", unit="img", total=total,
-                   disable=None if progress is None else not progress)
-        bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))
-        try:
-            with bar:
-                for k, res in ex.run(embed_shard, todo, resources=None):
-                    t = todo[k]
-                    staging.finish(t.index, res, part=Path(t.part).name if t.part else None, lo=t.lo, hi=t.hi,
-                                   rows=res.n_ok, seconds=round(res.seconds, 3))
-                    bar.update(t.hi - t.lo)
-        except TaskFailed as e:
-            t = todo[e.index]
-            raise MetadbError(f"embed shard {t.index} (images {t.lo}-{t.hi - 1} of {total}) failed after {e.attempts} "
-                              f"attempt(s): {type(e.error).__name__}: {e.error}",
-                              "nothing was committed; finished shards are kept, so the same command resumes") from None
-    entries = staging.finished()
-    results = [staging.result(entries[t.index]) for t in tasks]
+    params = json_params(loader)
+    tasks = [EmbedShard(i, lo, hi, loader_layout(loader), str(loader.root), params,
+                        tuple(listed[lo:hi]) if listed is not None else None, backbone,
+                        str(weights) if weights else None, random_init, dev, precision, batch_size,
+                        str(staging.part(i)) if per_image else "") for i, (lo, hi) in enumerate(bounds)]
+    with using(executor) as ex:  # made before staging is opened: a bad --executor fails first
+        results, _ = run_shards(ex, staging, embed_shard, tasks, desc=f"embed {dataset} ({b.name})",
+                                progress=progress, label="embed shard")
     acc = GaussianAccumulator(b.feature_dim)
     for r in results:  # shard order: the same sums whichever worker finished first
         acc.merge(r.acc)

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -27,7 +26,6 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 import extractors as _builtin_extractors  # noqa: F401  (registers the built-in extractors)
 from metadb import __version__, catalog, store
@@ -37,8 +35,9 @@ from metadb.errors import ImageError, MetadbError, StoreInUseError
 from metadb.extract import Extractor, create_extractor, extractors
 from metadb.imageio import decode
 from metadb.loaders import Loader, create_loader
-from metadb.executors import Executor, TaskFailed, using
+from metadb.executors import Executor, using
 from metadb.loaders.base import shard_range, shown
+from metadb.shards import run_shards
 from metadb.staging import Staging
 from metadb.records import Record
 
@@ -288,37 +287,21 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
     t0 = time.perf_counter()
     tasks = plan_shards(info, folder, loader, exts, working_size)
     total = tasks[-1].hi
-    with using(executor, workers) as ex:  # made before staging: a bad --executor fails first
-        staging = Staging(staging_root, "ingest", info.name, fingerprint, {"total": total, "shards": len(tasks)})
-        done = staging.open()
-        tasks = [replace(t, part=str(staging.part(t.index))) for t in tasks]
-        todo = [t for t in tasks if t.index not in done]
-        skipped = list(loader.skipped)
-        bar = tqdm(desc=f"ingest {info.name}", unit="img", total=total,
-                   disable=None if progress is None else not progress, file=sys.stderr, dynamic_ncols=True)
-        bar.update(sum(t.hi - t.lo for t in tasks if t.index in done))
-        try:
-            with bar:
-                for k, res in ex.run(ingest_shard, todo):
-                    task = todo[k]
-                    if res.errors and strict:
-                        path, reason = res.errors[0]
-                        staging.remove()  # the data must change before a re-run; nothing here is reusable
-                        raise MetadbError(f"{folder / path}: {reason}",
-                                          "fix or remove it, or drop --strict to skip bad images")
-                    staging.finish(task.index, res, part=Path(task.part).name, lo=task.lo, hi=task.hi, rows=res.n_ok,
-                                   seconds=round(res.seconds, 3))
-                    bar.update(task.hi - task.lo)
-        except TaskFailed as e:
-            task = todo[e.index]
-            first = f", first {task.records[0].path}" if task.records else ""
-            raise MetadbError(f"shard {task.index} (images {task.lo}-{task.hi - 1} of {total}{first}) failed after "
-                              f"{e.attempts} attempt(s): {type(e.error).__name__}: {e.error}",
-                              "nothing was committed; finished shards are kept, so the same command resumes") from None
+    skipped = list(loader.skipped)
+    staging = Staging(staging_root, "ingest", info.name, fingerprint, {"total": total, "shards": len(tasks)})
+    tasks = [replace(t, part=str(staging.part(t.index))) for t in tasks]
+
+    def refuse_bad_images(res: ShardResult) -> None:  # --strict
+        if res.errors:
+            path, reason = res.errors[0]
+            staging.remove()  # the data must change before a re-run; nothing here is reusable
+            raise MetadbError(f"{folder / path}: {reason}", "fix or remove it, or drop --strict to skip bad images")
+
+    with using(executor, workers) as ex:  # made before staging is opened: a bad --executor fails first
+        results, resumed = run_shards(ex, staging, ingest_shard, tasks, desc=f"ingest {info.name}", progress=progress,
+                                      name_first=True, check=refuse_bad_images if strict else None)
         workers_used = ex.workers
     t_merge = time.perf_counter()
-    entries = staging.finished()
-    results = [staging.result(entries[t.index]) for t in tasks]
     partials = [e.new_partial() for e in exts]
     errors: list[tuple[str, str]] = []
     for res in results:  # in shard order: the same sums whichever worker finished first
@@ -350,7 +333,7 @@ def _run(db_path: Path, wait: float, info: DatasetInfo, folder: Path, loader: Lo
     end = time.perf_counter()
     return IngestResult(info.name, "ingested", n_ok, len(errors), end - t0, run_id,
                         fingerprint, errors, list(loader.notes), workers=workers_used, executor=ex.name,
-                        resumed=len(tasks) - len(todo), shard_seconds=[r.seconds for r in results],
+                        resumed=resumed, shard_seconds=[r.seconds for r in results],
                         commit_seconds=end - t_merge)
 
 

@@ -266,6 +266,37 @@ def test_without_dask_a_dask_executor_names_the_extra(digits_folder, db):
                         "pip install 'metadb[cluster]'\n")
 
 
+def test_local_cluster_workers_run_without_the_profiler_and_with_a_slow_tick():
+    from metadb.executors import create_executor
+
+    ex = create_executor("local-cluster:1")
+    try:
+        def settings(dask_worker):
+            import dask
+
+            return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), sorted(dask_worker.periodic_callbacks),
+                    dask_worker._tick_interval, dask.config.get("distributed.worker.profile.enabled"))
+
+        (trim, callbacks, tick, profile), = ex.client.run(settings).values()
+    finally:
+        ex.close()
+    assert profile is False and tick == 1.0
+    # Dask's MALLOC_TRIM_THRESHOLD_ is not added; the driver's own environment is inherited as it is
+    # (a default nanny started earlier in this process, like the module's fixture, leaves it there)
+    assert trim == os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    assert "profile" not in callbacks and "profile-cycle" not in callbacks
+    assert "tick" in callbacks and "memory_monitor" in callbacks  # slowed and kept, not removed
+
+
+def test_worker_environ_is_what_dask_reads_at_start_up():
+    from metadb.executors import WORKER_CONFIG, worker_environ
+
+    code = f"import dask; print([dask.config.get(k) for k in {list(WORKER_CONFIG)!r}])"
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, **worker_environ()}, capture_output=True,
+                       text=True, check=True)
+    assert r.stdout.strip() == str(list(WORKER_CONFIG.values()))
+
+
 def test_slurm_job_script_asks_for_gpus_time_and_declares_the_gpu_resource(runner):
     from metadb.cli import cli
 
@@ -276,6 +307,7 @@ def test_slurm_job_script_asks_for_gpus_time_and_declares_the_gpu_resource(runne
     assert lines[0] == "#!/usr/bin/env bash"
     for directive in ("#SBATCH -p gpu", "#SBATCH --cpus-per-task=4", "#SBATCH -t 12:00:00", "#SBATCH --gres=gpu:1"):
         assert directive in lines, (directive, lines)
+    assert "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in lines
     worker = lines[-1]
     assert "distributed.cli.dask_worker tcp://" in worker and ":8786" in worker
     assert "--resources GPU=1" in worker and "--nthreads 4" in worker
