@@ -110,7 +110,7 @@ def _threads(n: int) -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with threadpool_limits(limits=n):  # BLAS and OpenMP (scikit-learn's neighbours, PCA)
             yield
     finally:
         torch.set_num_threads(before)
@@ -213,7 +213,17 @@ def fu_sample(image_ids: list[str], max_images: int, seed: int) -> tuple[str, ..
 
 
 def fu_on_sample(task: ScoreTask, loader) -> tuple[float, int]:
-    """(FU, images used) of the task's model on its seeded sample; an unreadable image is skipped, as at ingest."""
+    """(FU, images used) of the task's model on its seeded sample."""
+    return fu_on_images((task.model, task.architecture, task.weights_ref), loader, task.fu_ids, task.target,
+                        task.split, task.device)
+
+
+def fu_on_images(model_row: tuple, loader, image_ids: tuple[str, ...], target: str, split: str,
+                 device: str | None) -> tuple[float, int]:
+    """(FU, images used) of a registered model on the loader's images `image_ids`, in that order.
+
+    Images are decoded as for feature extraction; an unreadable one is skipped, as at ingest.
+    """
     import torch
 
     from metadb.backbones import pick_device
@@ -221,14 +231,14 @@ def fu_on_sample(task: ScoreTask, loader) -> tuple[float, int]:
     from metadb.metrics import fu
     from metadb.models import load
 
-    b = load(task.model, task.architecture, task.weights_ref, with_head=False)  # FU scores the embeddings
-    order = {i: k for k, i in enumerate(task.fu_ids)}
+    name, arch, weights_ref = model_row[:3]
+    b = load(name, arch, weights_ref, with_head=False)  # classifier removed: FU scores the embeddings
+    order = {i: k for k, i in enumerate(image_ids)}
     chosen = sorted(((order[i], x, label) for x, i, label, ok in
                      _Images(loader, b.transform(), lambda r: r.image_id in order) if ok), key=lambda c: c[0])
     images, labels = [c[1] for c in chosen], [c[2] for c in chosen]
     if len(images) < 2:
-        raise MetadbError(f"{task.target}: {len(images)} readable image(s) in split {task.split!r}; "
-                          "FU needs at least 2")
+        raise MetadbError(f"{target}: {len(images)} readable image(s) in split {split!r}; FU needs at least 2")
     with torch.enable_grad():
-        value = fu(b.model, torch.stack(images), labels, device=pick_device(task.device))
+        value = fu(b.model, torch.stack(images), labels, device=pick_device(device))
     return value, len(images)

@@ -3,7 +3,7 @@
 Three kinds of score, by what they need:
 
 - per-model metrics of the `metadb.metrics` registry (logme, leep, nce, hscore, ...), run on the
-  model's features or source-head outputs, which `models.outputs` extracts once and caches;
+  model's features or source-head outputs, extracted once and cached (metadb.models);
 - `fu`, which needs the model itself (gradients under a triplet loss), run on a seeded subset
   of the target's images;
 - candidate-normalised scores, whose terms are min-max normalised across the models scored
@@ -102,27 +102,37 @@ def score(db, target: str, model_names: list[str] | None, metric_names: list[str
         multilabel = bool(label_type and label_type[0] == "multi-label")
         wanted = _runnable(wanted, models, target, multilabel, explicit)
         tasks = _plan(con, db_path, models, target, split, device, wanted, multilabel, fu_images, seed,
-                                   explicit, saturated)
+                      explicit, saturated)
     finally:
         con.close()  # no lock while models run: readers and other writers are not shut out
     results = _run(tasks, executor, workers, device)
     scores, skipped = _combine(tasks, results, wanted, split, seed)
+    _commit(db_path, tasks, results, scores, [m for m in wanted if m in CANDIDATE_METRICS], seed)
+    return ScoreResult(["model", "metric", "value", "n", "runtime_s", "flags"],
+                       [(s.model, s.metric, s.value, s.n, round(s.runtime_s, 4), ",".join(s.flags))
+                        for s in scores], skipped, _warnings(scores))
+
+
+def _warnings(scores: list[Score]) -> list[str]:
+    """One line per score at its bound: stored flagged, or scored on PCA features instead."""
+    out = [f"{s.metric} for {s.model}: {s.params['saturated']}; stored flagged 'saturated' "
+           f"(--saturated pca scores it on PCA features{', or use shrinkage_hscore' if s.metric == 'hscore' else ''})"
+           for s in scores if "saturated" in s.flags]
+    return out + [f"{s.metric} for {s.model}: {s.params['saturated']}; scored on {s.params['pca_dims']} PCA "
+                  f"dimensions instead (flag 'pca')" for s in scores if "pca" in s.flags]
+
+
+def _commit(db_path: Path, tasks: list[ScoreTask], results: list[ScoreTaskResult], scores: list[Score],
+            normalised: list[str], seed: int) -> None:
+    """The scores and the cache rows of extracted outputs, in one transaction, if nothing they came from changed."""
     con = store.connect(db_path, wait=max(store.default_wait(), COMMIT_WAIT))
     try:
         with store.transaction(con):
             _check_unchanged(con, tasks)
             _record_outputs(con, tasks, results)
-            _store(con, target, scores, [m for m in wanted if m in CANDIDATE_METRICS], seed)
+            _store(con, tasks[0].target, scores, normalised, seed)
     finally:
         con.close()
-    warnings = [f"{s.metric} for {s.model}: {s.params['saturated']}; stored flagged 'saturated' "
-                f"(--saturated pca scores it on PCA features{', or use shrinkage_hscore' if s.metric == 'hscore' else ''})"
-                for s in scores if "saturated" in s.flags]
-    warnings += [f"{s.metric} for {s.model}: {s.params['saturated']}; scored on {s.params['pca_dims']} PCA "
-                 f"dimensions instead (flag 'pca')" for s in scores if "pca" in s.flags]
-    return ScoreResult(["model", "metric", "value", "n", "runtime_s", "flags"],
-                       [(s.model, s.metric, s.value, s.n, round(s.runtime_s, 4), ",".join(s.flags))
-                        for s in scores], skipped, warnings)
 
 
 def _runnable(wanted: list[str], models: list[tuple], target: str, multilabel: bool, explicit: bool) -> list[str]:
@@ -225,7 +235,9 @@ def _run(tasks: list[ScoreTask], executor: str | Executor | None, workers: int |
 
     workers = workers or min(len(tasks), os.cpu_count() or 1)
     results: list[ScoreTaskResult | None] = [None] * len(tasks)
-    with using(executor, workers) as ex:
+    # spawned, not forked: the driver may have run torch or scikit-learn's OpenMP code (a notebook, the demo),
+    # and a forked child of such a process hangs at its first parallel region
+    with using(executor, workers, start_method="spawn") as ex:
         if isinstance(ex, LocalPool) and ex.workers > 1:  # processes sharing this machine's cores: no oversubscription
             tasks = [replace(t, threads=max(1, (os.cpu_count() or 1) // ex.workers)) for t in tasks]
         # a GPU each on a cluster whose workers declare them (a LocalCluster declares none), as finetune asks

@@ -139,7 +139,7 @@ class ProbingPool(LocalPool):
     """The local pool, with each task first writing the store from its worker process."""
 
     def __init__(self, db: str):
-        super().__init__(2)
+        super().__init__(2, "spawn")  # this test process has run torch: forked workers could hang (see below)
         self.db = db
 
     def run(self, fn, items, resources=None):
@@ -195,3 +195,28 @@ def test_a_failing_model_is_one_line_and_nothing_is_stored(scored_store, cluster
     assert r.output == f"Error: model r10: --weights {weights}: not a loadable torch checkpoint (UnpicklingError)\n"
     assert api.sql("SELECT count(*) FROM scores", db)[1] == [(0,)]
     assert api.sql("SELECT count(*) FROM model_features", db)[1] == [(0,)]
+
+
+def test_the_default_pool_completes_after_the_driver_ran_openmp_code(scored_store, tmp_path):
+    """A driver that already ran torch and scikit-learn on two threads (a notebook, the demo's `models add`)
+    holds libgomp's thread pool; a forked worker inherits it without its threads. bench_score's driver hung
+    that way once, a worker stuck in LP's first OpenMP region (scikit-learn's neighbours), though this
+    smaller setting did not hang with forked workers here. The pool's workers are spawned: they inherit
+    nothing, and this checks that the default pool completes from such a driver with the scores stored."""
+    db = copy_of(scored_store, tmp_path / "s")
+    code = f"""
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+torch.set_num_threads(2)
+torch.nn.functional.conv2d(torch.ones(8, 16, 64, 64), torch.ones(16, 16, 3, 3))
+KNeighborsClassifier(3).fit(torch.rand(500, 8).numpy(), [0, 1] * 250).predict(torch.rand(500, 8).numpy())
+from metadb.scoring import score
+r = score({db!r}, "tgt", ["lite0", "tiny"], ["lp"], split="")
+print(sorted((m, round(v, 12)) for m, _, v, *_ in r.rows))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**env, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.startswith("[('lite0', ") and "('tiny', " in p.stdout
+    assert sorted(m for m, in api.sql("SELECT source FROM scores WHERE metric = 'lp'", db)[1]) == ["lite0", "tiny"]
