@@ -100,7 +100,7 @@ def applicable(metric: str, has_head: bool, multilabel: bool) -> str | None:
 
 @contextmanager
 def _threads(n: int) -> Iterator[None]:
-    """At most n torch and BLAS threads: pool workers sharing the cores must not oversubscribe them."""
+    """At most n torch, BLAS and OpenMP threads: pool workers sharing the cores must not oversubscribe them."""
     if n <= 0:
         yield
         return
