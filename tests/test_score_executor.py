@@ -177,8 +177,8 @@ def test_a_failing_model_is_one_line_and_nothing_is_stored(scored_store, cluster
     assert r.output.endswith("; nothing was stored\n") and r.output.count("\n") == 1
     assert api.sql("SELECT count(*) FROM scores", db)[1] == [(0,)]
     assert api.sql("SELECT count(*) FROM model_features", db)[1] == [(0,)]
-    # a metric named explicitly that cannot run on one model (FU on a random-init LCNet is fine; LEEP on
-    # it is refused before any task) and one failing inside a task under the local pool: one line, nothing stored
+    # a metric named explicitly that cannot run on one model is refused before any task runs; a model
+    # whose weights file went bad fails inside its task on the local pool: one line naming it, nothing stored
     Path(f"{db}.features/mnv2").unlink()
     r = api_cli(["score", "--target", "tgt", "--models", "lite0,tiny", "--metrics", "nce", "--split", "", "--db", db])
     assert r.exit_code == 1 and r.output == ("Error: nce needs the model's source head (tiny on tgt); pick other "
