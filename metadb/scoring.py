@@ -188,11 +188,13 @@ def _plan(con, db_path: Path, models: list[tuple], target: str, split: str, devi
             "SELECT image_id FROM images WHERE dataset = ? AND (? = '' OR split = ?)", [target, split, split]
         ).fetchall()], fu_images, seed)
     tasks = []
+    here = Path(os.path.abspath(db_path))  # workers elsewhere (Dask) do not share the driver's working directory
     for name, arch, wref, sha, has_head in models:
         cached, key = fresh_outputs(con, name, sha, target, split)
-        tasks.append(ScoreTask(name, arch, wref, bool(has_head), target, split, layout, str(root), params or "{}",
-                               label_names, multilabel, tuple(per_model), "ncti" in wanted, explicit, saturated,
-                               device, seed, fu_ids, cached, str(features_path(db_path, name, target, split)), key))
+        tasks.append(ScoreTask(name, arch, wref, bool(has_head), target, split, layout, os.path.abspath(root),
+                               params or "{}", label_names, multilabel, tuple(per_model), "ncti" in wanted, explicit,
+                               saturated, device, seed, fu_ids, cached and os.path.abspath(cached),
+                               str(features_path(here, name, target, split)), key))
     return tasks
 
 
