@@ -70,12 +70,16 @@ def stored(db: str) -> dict[tuple[str, str], tuple]:
 def one_thread():
     """Dask's workers run torch on one thread (its nanny sets OMP_NUM_THREADS=1). Float32 convolutions
     sum in another order on two threads (features differ by up to 5e-6 here), so the one-process
-    reference runs on one thread too, and the comparison can be exact."""
+    reference runs on one thread too, and the comparison can be exact. BLAS as well: H-score's pinv of
+    a rank-deficient covariance (N < D) keeps a different number of singular values when the products
+    sum in another order (1.0 on two OpenBLAS threads, 0.99999 on one)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):
+        yield
     torch.set_num_threads(n)
 
 
