@@ -72,6 +72,7 @@ class ScoreTaskResult:
     scores: list[Score]
     skipped: list[str]  # under `all`: "metric for model: why"
     ncti_terms: tuple[float, float, float] | None
+    ncti_degenerate: str | None  # why the terms cannot be trusted (metadb.metrics.ncti.degenerate), or None
     n_images: int
     ncti_seconds: float
     extracted: tuple[str, int, int] | None  # (path, n, dim) of outputs this task wrote, for model_features
@@ -145,14 +146,15 @@ def _score_model(task: ScoreTask) -> ScoreTaskResult:
             extracted = (task.features_out, len(labels), f.shape[1])
         y = label_matrix(labels, task.label_names) if task.multilabel else np.unique(labels, return_inverse=True)[1]
         scores, skipped = _metrics(task, loader, f, p, y)
-        terms, t_ncti = None, 0.0
+        terms, why, t_ncti = None, None, 0.0
         if task.ncti:
-            from metadb.metrics.ncti import ncti_terms
+            from metadb.metrics.ncti import degenerate, ncti_terms
 
             t0 = time.perf_counter()
             terms = ncti_terms(f, y, seed=task.seed)
+            why = degenerate(*f.shape)
             t_ncti = time.perf_counter() - t0
-    return ScoreTaskResult(scores, skipped, terms, len(y), t_ncti, extracted)
+    return ScoreTaskResult(scores, skipped, terms, why, len(y), t_ncti, extracted)
 
 
 def _metrics(task: ScoreTask, loader, f: np.ndarray, p: np.ndarray, y: np.ndarray) -> tuple[list[Score], list[str]]:
@@ -176,6 +178,7 @@ def _metrics(task: ScoreTask, loader, f: np.ndarray, p: np.ndarray, y: np.ndarra
                 fn = metrics.entry(m).factory
                 value, n, version, params = float(fn(inputs[fn.needs], y)), len(y), metrics.entry(m).version, base
                 value, params, flags = check_saturation(m, fn, inputs[fn.needs], y, value, params, task.saturated)
+                params, flags = check_stability(fn, inputs[fn.needs], params, flags)
         except MetadbError as e:
             if task.explicit:
                 raise MetadbError(f"{m} for {task.model}: {e.message}", e.hint) from None
@@ -201,6 +204,15 @@ def check_saturation(m: str, fn, f: np.ndarray, y: np.ndarray, value: float, par
     remedied = float(fn(reduce(f, n_classes), y))
     return remedied, {**params, "pca_dims": min(pca_dims(len(f), n_classes), f.shape[1]),
                       "saturated_value": value, "saturated": why}, ["pca"]
+
+
+def check_stability(fn, array: np.ndarray, params: dict, flags: list[str]) -> tuple[dict, list[str]]:
+    """(params, flags) with 'unstable' and its reason added when the metric says rounding decides its value.
+
+    A saturated score already says why it carries no information, so it is not flagged twice.
+    """
+    why = fn.unstable(array) if fn.unstable and not flags else None
+    return ({**params, "unstable": why}, ["unstable"]) if why else (params, flags)
 
 
 def fu_sample(image_ids: list[str], max_images: int, seed: int) -> tuple[str, ...]:

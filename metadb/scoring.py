@@ -17,7 +17,9 @@ N, seed and runtime. A score that reached its metric's bound because the feature
 the target (H-score C - 1, SFDA 1.0 when N <= D; `metadb.metrics.saturation`) is stored with
 flags ['saturated'] and the reason in its params, and the call warns in one line; with
 `saturated="pca"` such a metric is scored on PCA-reduced features instead (flags ['pca'],
-`pca_dims` and the saturated value in params).
+`pca_dims` and the saturated value in params). NCTI on no more images than its PCA keeps
+components, and H-score on low-rank features (`metadb.metrics.hscore.inverts_rounding`), are stored
+with flags ['unstable'] and the reason in params, with one warning line per metric.
 
 Each model is one task on an executor (metadb.executors; metadb.score_tasks runs it): the driver
 reads what the tasks need, closes the store while they run (readers and other writers are not
@@ -114,12 +116,17 @@ def score(db, target: str, model_names: list[str] | None, metric_names: list[str
 
 
 def _warnings(scores: list[Score]) -> list[str]:
-    """One line per score at its bound: stored flagged, or scored on PCA features instead."""
+    """One line per score at its bound (stored flagged, or scored on PCA features instead), one for unstable NCTI."""
     out = [f"{s.metric} for {s.model}: {s.params['saturated']}; stored flagged 'saturated' "
            f"(--saturated pca scores it on PCA features{', or use shrinkage_hscore' if s.metric == 'hscore' else ''})"
            for s in scores if "saturated" in s.flags]
-    return out + [f"{s.metric} for {s.model}: {s.params['saturated']}; scored on {s.params['pca_dims']} PCA "
-                  f"dimensions instead (flag 'pca')" for s in scores if "pca" in s.flags]
+    out += [f"{s.metric} for {s.model}: {s.params['saturated']}; scored on {s.params['pca_dims']} PCA "
+            f"dimensions instead (flag 'pca')" for s in scores if "pca" in s.flags]
+    for metric in dict.fromkeys(s.metric for s in scores if "unstable" in s.flags):  # one line per metric
+        unstable = [s for s in scores if s.metric == metric and "unstable" in s.flags]
+        out.append(f"{metric} for {', '.join(s.model for s in unstable)}: {unstable[0].params['unstable']}; "
+                   f"stored flagged 'unstable'")
+    return out
 
 
 def _commit(db_path: Path, tasks: list[ScoreTask], results: list[ScoreTaskResult], scores: list[Score],
@@ -211,9 +218,8 @@ def _combine(tasks: list[ScoreTask], results: list[ScoreTaskResult], wanted: lis
     if terms:
         over = list(terms)
         ncti = combine_terms(np.array([terms[m].ncti_terms for m in over]))
-        out += [Score(m, "ncti", float(v), CANDIDATE_METRICS["ncti"],
-                      {**base, "variant": "wang", "normalised_over": over, "terms": list(terms[m].ncti_terms)},
-                      terms[m].n_images, terms[m].ncti_seconds) for m, v in zip(over, ncti)]
+        out += [_ncti_score(m, float(v), terms[m], {**base, "variant": "wang", "normalised_over": over})
+                for m, v in zip(over, ncti)]
     if "lpfu" in wanted:
         values = {(s.model, s.metric): s.value for s in out}
         over = [t.model for t in tasks if (t.model, "lp") in values and (t.model, "fu") in values]
@@ -225,6 +231,15 @@ def _combine(tasks: list[ScoreTask], results: list[ScoreTaskResult], wanted: lis
             out += [Score(m, "lpfu", float(v), CANDIDATE_METRICS["lpfu"], {**base, "normalised_over": over},
                           n_images, 0.0) for m, v in zip(over, lpfu)]
     return out, skipped
+
+
+def _ncti_score(model: str, value: float, r: ScoreTaskResult, params: dict) -> Score:
+    """One candidate's NCTI; flagged 'unstable' (the reason in params) when its PCA keeps every image."""
+    params = {**params, "terms": list(r.ncti_terms)}
+    if r.ncti_degenerate:
+        return Score(model, "ncti", value, CANDIDATE_METRICS["ncti"], {**params, "unstable": r.ncti_degenerate},
+                     r.n_images, r.ncti_seconds, ["unstable"])
+    return Score(model, "ncti", value, CANDIDATE_METRICS["ncti"], params, r.n_images, r.ncti_seconds)
 
 
 def _run(tasks: list[ScoreTask], executor: str | Executor | None, workers: int | None,

@@ -11,11 +11,13 @@ columns:
   source_dataset VARCHAR    what it was pretrained on
   value DOUBLE              the score
   n BIGINT                  target images scored
+  flags VARCHAR[]           why the score may carry no ranking information ('saturated', 'unstable'; reason in scores.params)
 */
 CREATE OR REPLACE MACRO rank_models(target, metric := 'logme') AS TABLE
 WITH args AS (SELECT target AS tgt, metric AS how)
 SELECT row_number() OVER (ORDER BY s.value DESC, m.name) AS rank, m.name AS model, m.architecture,
-       m.source_dataset, s.value::DOUBLE AS value, s.n::BIGINT AS n
+       m.source_dataset, s.value::DOUBLE AS value, s.n::BIGINT AS n,
+       s.flags
 FROM scores s JOIN models m ON m.name = s.source, args a
 WHERE s.target = a.tgt AND s.metric = a.how
 ORDER BY rank;

@@ -229,6 +229,49 @@ def test_binary_ncti_against_juodelyte_et_al():
     assert ncti_terms(f, y) == pytest.approx((36.36569785837202, 0.9967775089858132, 2.871031355790281), rel=1e-10)
 
 
+def test_ncti_is_flagged_where_its_pca_keeps_every_image_and_the_terms_follow_rounding():
+    from metadb.metrics.ncti import degenerate
+
+    rng = np.random.default_rng(0)
+    moved = {}
+    for n in (60, 200):
+        y = np.arange(n) % 4
+        f = rng.normal(size=(n, 256)) + 2 * rng.normal(size=(4, 256))[y]
+        a = np.array(ncti_terms(f, y))
+        b = np.array(ncti_terms(f * (1 + 1e-12 * rng.normal(size=f.shape)), y))  # rounding-sized noise
+        moved[n] = np.max(np.abs(a - b) / np.abs(a))
+    # 60 images, 64 components: a 1e-12 nudge moves S_seli by about a quarter; 200 images: by rounding
+    assert moved[60] > 1e-3 and moved[200] < 1e-10
+    assert "N = 60 images <= the 60 PCA components" in degenerate(60, 256)
+    assert degenerate(64, 1280) is not None and degenerate(65, 1280) is None
+    assert degenerate(200, 256) is None and degenerate(100, 32) is None  # D < N: PCA keeps 32 of 100
+
+
+def test_hscore_is_flagged_where_its_pseudo_inverse_inverts_rounding():
+    from metadb.metrics.hscore import inverts_rounding
+
+    rng = np.random.default_rng(0)
+    y = np.arange(150) % 10
+    low = (rng.normal(size=(150, 20)) @ rng.normal(size=(20, 1280))).astype(np.float32).astype(np.float64)
+    nudged = low * (1 + 1e-7 * rng.normal(size=low.shape))  # float32-rounding-sized
+    # rank-20 features: whether the authors' pinv inverts the 129 noise directions is up to rounding
+    assert abs(hscore(low, y) - hscore(nudged, y)) > 1.0
+    assert "129 direction(s) with variance below 1e-6 of the largest (rank 20 of 149)" in inverts_rounding(low)
+    dead = np.hstack([rng.normal(size=(400, 64)), np.zeros((400, 8)), np.full((400, 2), 3.0)])
+    assert inverts_rounding(dead) is None  # constant columns are exactly zero once centred: dropped exactly
+    from metadb.score_tasks import check_stability  # what `metadb score` stores for such features
+    assert check_stability(hscore, low, {"split": ""}, []) == ({"split": "", "unstable": inverts_rounding(low)},
+                                                               ["unstable"])
+    assert check_stability(hscore, low, {}, ["saturated"]) == ({}, ["saturated"])
+    assert check_stability(logme, low, {}, []) == ({}, [])  # declares no such check
+    # well-conditioned features with N > D: nothing kept is noise, and the nudge stays a nudge
+    f, y = rng.normal(size=(400, 64)), np.arange(400) % 10
+    assert inverts_rounding(f) is None
+    assert hscore(f, y) == pytest.approx(hscore(f * (1 + 1e-7 * rng.normal(size=f.shape)), y), rel=1e-6)
+    # generic N <= D has full rank N - 1: not this flag (it is 'saturated', metadb.metrics.saturation)
+    assert inverts_rounding(rng.normal(size=(150, 1280))) is None
+
+
 def fu_problem():
     """A small seeded CNN (embeddings = pooled features, no head) and 36 random 3x16x16 images, 3 classes."""
     import torch

@@ -121,6 +121,10 @@ def test_candidate_normalised_ncti_and_lpfu_with_fu_from_the_model(runner, mixed
     expected = ncti_scores([feats[m][0] for m in models], labels)
     assert [by[(m, "ncti")][0] for m in models] == pytest.approx(expected, rel=1e-10, abs=1e-12)
     assert '"normalised_over": ["lite0", "mnv2", "tiny"]' in by[("lite0", "ncti")][1]
+    # 24 images <= NCTI's 64 PCA components: stored flagged, said once
+    flags = dict(api.sql("SELECT source, flags FROM scores WHERE metric = 'ncti'", target)[1])
+    assert flags == {m: ["unstable"] for m in ["lite0", "mnv2", "tiny"]}
+    assert "warning: ncti for lite0, mnv2, tiny: N = 24 images <= the 24 PCA components" in r.output
     # FU from the model itself, on every image (24 < the 512-image sample), in the seeded order
     con = connect(target, read_only=True)
     records = {r.image_id: r for r in loader_for(con, "tgt").records()}

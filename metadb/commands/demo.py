@@ -94,6 +94,8 @@ def rank_models(db: str | None) -> None:
     for model, metric, value, *_ in result.rows:
         wide.setdefault(model, {})[metric] = value
     render(["model", *DEMO_METRICS], [(m, *(wide[m][k] for k in DEMO_METRICS)) for m in sorted(wide)])
+    for why in result.warnings:  # a flagged score is said, as `metadb score` says it
+        click.echo(f"warning: {why}", err=True)
 
 
 def finetune_models(db: str | None) -> None:

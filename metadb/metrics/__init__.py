@@ -26,14 +26,16 @@ NEEDS = ("features", "source_probs", "pseudo_labels")
 
 
 def register_metric(name: str, version: str = "1", needs: str = "features", multilabel: bool = False,
-                    saturates: bool = False, bound: Callable[[int], float] | None = None):
+                    saturates: bool = False, bound: Callable[[int], float] | None = None,
+                    unstable: Callable[[np.ndarray], str | None] | None = None):
     """Register a metric function; `needs` says which model output it scores.
 
     The function is called as `fn(array, labels, **params)` and returns a float, higher meaning
     more transferable. `multilabel` says it also takes an (N, L) 0/1 label matrix. `saturates`
     says its value stops depending on the labels when the features interpolate the target (a
     linear model fitted in-sample), and `bound(C)` is the value it then takes for a C-class target
-    (H-score C - 1, SFDA 1.0); see `metadb.metrics.saturation`.
+    (H-score C - 1, SFDA 1.0); see `metadb.metrics.saturation`. `unstable(features)` says in one
+    line why the value would follow rounding on these features (None when it does not).
     """
     if needs not in NEEDS:
         raise ValueError(f"needs must be one of {NEEDS}, not {needs!r}")
@@ -43,6 +45,7 @@ def register_metric(name: str, version: str = "1", needs: str = "features", mult
         fn.multilabel = multilabel  # type: ignore[attr-defined]
         fn.saturates = saturates or bound is not None  # type: ignore[attr-defined]
         fn.bound = bound  # type: ignore[attr-defined]
+        fn.unstable = unstable  # type: ignore[attr-defined]
         metrics.register(name, version)(fn)
         return fn
 

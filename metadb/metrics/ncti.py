@@ -67,6 +67,22 @@ def ncti_terms(features, labels, n_components: int = 64, seed: int = 42) -> tupl
     return seli, ncc, vc
 
 
+def degenerate(n_images: int, n_features: int, n_components: int = 64) -> str | None:
+    """Why NCTI's terms cannot be trusted on these features, or None.
+
+    With N <= min(64, D) the PCA keeps as many components as there are images, though centred
+    data has rank N - 1: the discriminant then works on a singular scatter, and the terms follow
+    summation order (on 60 digit images, 1 vs 2 BLAS threads moved them by up to 46 and the
+    normalised NCTI by 0.84, reordering four models). The official code does the same, so the
+    algebra stays and the score is flagged.
+    """
+    kept = min(n_components, n_images, n_features)
+    if kept < n_images:
+        return None
+    return (f"N = {n_images} images <= the {kept} PCA components NCTI keeps: its terms depend on summation "
+            f"order; use more than {min(n_components, n_features)} images")
+
+
 def combine_terms(terms: np.ndarray, variant: str = "wang") -> np.ndarray:
     """NCTI of each candidate from its raw terms (M x 3): each term min-max normalised over the M candidates."""
     if variant not in VARIANTS:
