@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metadb.embeddings import GaussianAccumulator, add_batch, forward, per_image_schema, transformed
+from metadb.class_gaussians import GaussianAccumulator, add_batch, per_image_schema
 from metadb.errors import MetadbError
 from metadb.executors import using
+from metadb.image_batches import forward, transformed
 from metadb.loaders import create_loader
 from metadb.records import Record
 from metadb.shards import run_shards

@@ -20,13 +20,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 from metadb import store
-from metadb.errors import ImageError, MetadbError
+from metadb.class_gaussians import GaussianAccumulator, add_batch, per_image_schema
+from metadb.errors import MetadbError
+from metadb.image_batches import ImageStream, collate, forward
 from metadb.loaders import create_loader
 
 
@@ -55,49 +55,6 @@ class EmbedResult:
         return "\n".join(lines)
 
 
-class GaussianAccumulator:
-    """n, sum and sum of outer products per label, in float64: partials add exactly."""
-
-    def __init__(self, dim: int):
-        self.dim = dim
-        self.n: dict[str, int] = {}
-        self.s: dict[str, np.ndarray] = {}
-        self.ss: dict[str, np.ndarray] = {}
-
-    def add(self, label: str, x: np.ndarray) -> None:
-        if label not in self.n:
-            self.n[label], self.s[label], self.ss[label] = 0, np.zeros(self.dim), np.zeros((self.dim, self.dim))
-        self.n[label] += len(x)
-        self.s[label] += x.sum(axis=0)
-        self.ss[label] += x.T @ x
-
-    def merge(self, other: "GaussianAccumulator") -> "GaussianAccumulator":
-        for label in other.n:
-            if label not in self.n:
-                self.n[label], self.s[label], self.ss[label] = 0, np.zeros(self.dim), np.zeros((self.dim, self.dim))
-            self.n[label] += other.n[label]
-            self.s[label] += other.s[label]
-            self.ss[label] += other.ss[label]
-        return self
-
-    def whole(self) -> tuple[int, np.ndarray, np.ndarray]:
-        return sum(self.n.values()), sum(self.s.values()), sum(self.ss.values())
-
-    def finalize(self) -> Iterator[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
-        """(label, n, mean, eigvals, eigvecs) with label '' for the whole dataset.
-
-        Covariance is the unbiased sample covariance (ddof=1); eigenvectors are kept only for
-        eigenvalues above the numerical floor, so a class of 50 images stores 50 vectors, not D.
-        """
-        groups = [("", *self.whole())] + [(k, self.n[k], self.s[k], self.ss[k]) for k in sorted(self.n)]
-        for label, n, s, ss in groups:
-            mean = s / n
-            cov = (ss - n * np.outer(mean, mean)) / max(n - 1, 1)
-            vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
-            keep = vals > max(vals.max(), 0.0) * 1e-12
-            yield label, n, mean, np.clip(vals[keep], 0, None), vecs[:, keep]
-
-
 def npy(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(a, dtype=np.float64))
@@ -106,49 +63,6 @@ def npy(a: np.ndarray) -> bytes:
 
 def from_npy(b: bytes) -> np.ndarray:
     return np.load(io.BytesIO(b))
-
-
-class _Images(torch.utils.data.IterableDataset):
-    """An IterableDataset over a loader's records (those `where` keeps), sharded across DataLoader workers."""
-
-    def __init__(self, loader, transform, where=None):
-        super().__init__()
-        self.loader, self.transform, self.where = loader, transform, where
-
-    def __iter__(self):
-        import torch
-
-        info = torch.utils.data.get_worker_info()
-        shard, shards = (info.id, info.num_workers) if info else (0, 1)
-        records = self.loader.records()
-        for i, r in enumerate(records if self.where is None else filter(self.where, records)):
-            if i % shards != shard:
-                continue
-            yield transformed(r, self.transform)
-
-
-def transformed(r, transform):
-    """(tensor or None, image id, label, ok): one record decoded and preprocessed for the backbone."""
-    from PIL import Image
-
-    try:
-        if r.pixels is not None:
-            im = Image.fromarray(r.pixels)
-        else:
-            im = Image.open(r.file)
-            im.draft("RGB", (512, 512))  # decode JPEGs near the model's input size
-        return transform(im.convert("RGB")), r.image_id, r.label or "", True
-    except (OSError, ValueError, SyntaxError, ImageError):
-        return None, r.image_id, r.label or "", False
-
-
-def _collate(items):
-    import torch
-
-    ok = [it for it in items if it[3]]
-    bad = [it[1] for it in items if not it[3]]
-    x = torch.stack([it[0] for it in ok]) if ok else None
-    return x, [it[1] for it in ok], [it[2] for it in ok], bad
 
 
 def loader_for(con, dataset: str):
@@ -205,8 +119,8 @@ def embed(db: str | Path | None, dataset: str, backbone: str, weights: str | Pat
                                                    random_init, dev, prec, batch_size, per_image, out_dir, run_id,
                                                    progress, executor)
         else:
-            data = torch.utils.data.DataLoader(_Images(loader, b.transform()), batch_size=batch_size,
-                                               num_workers=workers, collate_fn=_collate, pin_memory=cuda)
+            data = torch.utils.data.DataLoader(ImageStream(loader, b.transform()), batch_size=batch_size,
+                                               num_workers=workers, collate_fn=collate, pin_memory=cuda)
             acc, n_ok, failed, tmp = _stream(data, model, dev, prec, b, dataset, per_image, out_dir, run_id, progress)
         if n_ok < 2:
             raise MetadbError(f"{dataset}: only {n_ok} images could be embedded; need at least 2")
@@ -267,41 +181,6 @@ def _stream(data, model, dev, precision, b, dataset, per_image, out_dir, run_id,
     if writer is not None:
         writer.close()
     return acc, n_ok, failed, tmp
-
-
-def forward(model, x, dev: str, precision: str, where: str, name: str) -> np.ndarray:
-    """Features of one batch as float32 (N x D); NaN or inf is a one-line error naming the batch."""
-    import torch
-
-    x = x.to(dev, non_blocking=True)
-    if dev.startswith("cuda"):
-        x = x.to(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=precision == "amp"):
-        f = model(x)
-    f = f.float().cpu().numpy()
-    if not np.isfinite(f).all():
-        raise MetadbError(f"backbone {name} produced NaN or inf features in {where}",
-                          "check the weights (--weights) and the preprocessing")
-    return f
-
-
-def per_image_schema(dim: int):
-    import pyarrow as pa
-
-    return pa.schema([("image_id", pa.string()), ("label", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
-
-
-def add_batch(acc: GaussianAccumulator, writer, f: np.ndarray, ids: list[str], labels: list[str]) -> None:
-    """Fold a batch into the per-class sums (float64) and, when asked, the per-image Parquet."""
-    import pyarrow as pa
-
-    f64 = f.astype(np.float64)
-    for label in sorted(set(labels)):
-        acc.add(label, f64[[i for i, l in enumerate(labels) if l == label]])
-    if writer is not None:
-        writer.write_table(pa.table({"image_id": ids, "label": labels,
-                                     "embedding": pa.FixedSizeListArray.from_arrays(f.ravel(), f.shape[1])},
-                                    schema=writer.schema))
 
 
 def _up_to_date(con, dataset: str, ident, fingerprint: str, per_image: bool) -> bool:

@@ -72,15 +72,15 @@ def extract(model_row: tuple, loader, split: str, device: str | None, target: st
     import torch
 
     from metadb.backbones import pick_device
-    from metadb.embeddings import _Images, _collate
+    from metadb.image_batches import ImageStream, collate
 
     name, arch, weights_ref = model_row[:3]
     b = load(name, arch, weights_ref, with_head=True)
     dev = pick_device(device)
     model = b.model.to(dev)
     in_split = (lambda r: r.split == split) if split else None
-    data = torch.utils.data.DataLoader(_Images(loader, b.transform(), in_split), batch_size=32, num_workers=0,
-                                       collate_fn=_collate)
+    data = torch.utils.data.DataLoader(ImageStream(loader, b.transform(), in_split), batch_size=32, num_workers=0,
+                                       collate_fn=collate)
     feats, probs, labels = [], [], []
     with torch.inference_mode():
         for x, _, labs, _ in data:

@@ -239,7 +239,7 @@ def fu_on_images(model_row: tuple, loader, image_ids: tuple[str, ...], target: s
     import torch
 
     from metadb.backbones import pick_device
-    from metadb.embeddings import _Images
+    from metadb.image_batches import ImageStream
     from metadb.metrics import fu
     from metadb.models import load
 
@@ -247,7 +247,7 @@ def fu_on_images(model_row: tuple, loader, image_ids: tuple[str, ...], target: s
     b = load(name, arch, weights_ref, with_head=False)  # classifier removed: FU scores the embeddings
     order = {i: k for k, i in enumerate(image_ids)}
     chosen = sorted(((order[i], x, label) for x, i, label, ok in
-                     _Images(loader, b.transform(), lambda r: r.image_id in order) if ok), key=lambda c: c[0])
+                     ImageStream(loader, b.transform(), lambda r: r.image_id in order) if ok), key=lambda c: c[0])
     images, labels = [c[1] for c in chosen], [c[2] for c in chosen]
     if len(images) < 2:
         raise MetadbError(f"{target}: {len(images)} readable image(s) in split {split!r}; FU needs at least 2")

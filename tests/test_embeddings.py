@@ -13,7 +13,8 @@ import torch
 from conftest import write_imagefolder
 from metadb import api
 from metadb.cli import cli
-from metadb.embeddings import GaussianAccumulator, embed, load_stats
+from metadb.class_gaussians import GaussianAccumulator
+from metadb.embeddings import embed, load_stats
 from metadb.errors import MetadbError
 from metadb import store
 

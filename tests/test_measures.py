@@ -117,7 +117,8 @@ def store_vectors(db: str, sets: dict[str, tuple[np.ndarray, list[str]]]) -> str
 
     from metadb import store
     from metadb.backbones import Identity
-    from metadb.embeddings import GaussianAccumulator, _write
+    from metadb.class_gaussians import GaussianAccumulator
+    from metadb.embeddings import _write
 
     dim = next(iter(sets.values()))[0].shape[1]
     ident = Identity("pixels", "none", "none", json.dumps({}), "cpu", "fp32", dim)

@@ -126,7 +126,8 @@ def dataset_images(con, dataset: str, transform, sample: int, seed: int):
     """A seeded sample of a dataset's labelled images, decoded through its own loader and `transform`."""
     import torch
 
-    from metadb.embeddings import _collate, _Images, loader_for
+    from metadb.embeddings import loader_for
+    from metadb.image_batches import ImageStream, collate
 
     loader = loader_for(con, dataset)
     records = [(r.image_id, r.label) for r in loader.records() if r.label]
@@ -134,8 +135,8 @@ def dataset_images(con, dataset: str, transform, sample: int, seed: int):
         raise MetadbError(f"task2vec needs labelled images; {dataset} has none")
     rng = np.random.default_rng(seed)
     chosen = {records[i][0] for i in rng.choice(len(records), size=min(sample, len(records)), replace=False)}
-    data = torch.utils.data.DataLoader(_Images(loader, transform, where=lambda r: r.image_id in chosen),
-                                       batch_size=64, collate_fn=_collate, num_workers=0)
+    data = torch.utils.data.DataLoader(ImageStream(loader, transform, where=lambda r: r.image_id in chosen),
+                                       batch_size=64, collate_fn=collate, num_workers=0)
     xs, labels = [], []
     for x, _, lab, _ in data:
         if x is not None:
