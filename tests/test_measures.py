@@ -106,6 +106,25 @@ def test_every_measure_is_registered_with_a_docstring():
         assert e.summary and e.version
 
 
+def test_meta_distance_is_over_z_scored_shared_features_and_refuses_pairs_that_share_none(tmp_path):
+    from metadb import store
+    from metadb.errors import MetadbError
+    from metadb.measures import create_measure
+
+    con = store.connect(str(tmp_path / "m.duckdb"))
+    rows = [("a", "x", 1.0), ("a", "y", 10.0), ("b", "x", 3.0), ("b", "y", 30.0), ("c", "x", 2.0), ("c", "y", 20.0),
+            ("d", "z", 5.0)]  # d: another extractor's feature only
+    con.executemany("INSERT INTO meta_features VALUES (?, 'e', '1', ?, ?, '{}', 'r', now())", [list(r) for r in rows])
+    store.refresh_wide_view(con)
+    # x over a, b, c, d = (1, 3, 2, NaN): mean 2, population std sqrt(2/3); y likewise x10: z-scores coincide
+    z = np.sqrt(3 / 2)
+    assert create_measure("meta").pairwise(con, [("a", "b"), ("a", "a")], None) == pytest.approx(
+        {("a", "b"): np.hypot(2 * z, 2 * z), ("a", "a"): 0.0})
+    with pytest.raises(MetadbError, match="meta: a and d share no meta-feature that varies"):
+        create_measure("meta").pairwise(con, [("a", "d")], None)
+    con.close()
+
+
 # --- stored vectors of real images: scikit-learn's digits, each image's 64 pixels as its embedding ---
 
 def store_vectors(db: str, sets: dict[str, tuple[np.ndarray, list[str]]]) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from scipy.spatial.distance import cosine, euclidean
 
@@ -28,7 +26,6 @@ class Meta(Measure):
         if metric not in ("euclidean", "cosine"):
             raise MetadbError(f"meta measure: metric {metric!r}; expected euclidean or cosine")
         rel = con.execute("SELECT * FROM meta_features_wide ORDER BY dataset")
-        names = [d[0] for d in rel.description][1:]
         table = {r[0]: np.array(r[1:], dtype=float) for r in rel.fetchall()}
         missing = sorted({d for p in pairs for d in p} - table.keys())
         if missing:
@@ -39,9 +36,12 @@ class Meta(Measure):
         out = {}
         for a, b in pairs:
             ok = ~np.isnan(z[a]) & ~np.isnan(z[b]) & (sd > 0)
-            if a == b or not ok.any():
+            if a == b:
                 out[(a, b)] = 0.0
                 continue
+            if not ok.any():  # a distance of 0 would read as "identical"
+                raise MetadbError(f"meta: {a} and {b} share no meta-feature that varies across the stored datasets",
+                                  "ingest both with the same extractors, or use an embedding measure")
             u, v = z[a][ok], z[b][ok]
             out[(a, b)] = float(euclidean(u, v) if metric == "euclidean" else cosine(u, v))
         return out
