@@ -5,9 +5,7 @@ Pixel content comes from real images that scikit-image and scikit-learn ship.
 
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from pathlib import Path
 
 import h5py

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from metadb.commands import db_option
-from metadb.output import output_options, render
 
 
 def _echo(results) -> None:

@@ -9,7 +9,7 @@ import polars as pl
 
 from metadb.errors import MetadbError
 from metadb.imports.cells import BLANK, Parsed, first_column, at, drop_blank, first, names, now, numbers, read_csv, require
-from metadb.imports.cells import per_file
+from metadb.imports.cells import ImportResult, per_file
 from metadb.imports.commit import import_files
 from metadb.imports.outcome_formats import _matrix_cells
 
