@@ -21,8 +21,6 @@ class ImageStream(torch.utils.data.IterableDataset):
         self.loader, self.transform, self.where = loader, transform, where
 
     def __iter__(self):
-        import torch
-
         info = torch.utils.data.get_worker_info()
         shard, shards = (info.id, info.num_workers) if info else (0, 1)
         records = self.loader.records()
@@ -48,8 +46,6 @@ def transformed(r, transform):
 
 
 def collate(items):
-    import torch
-
     ok = [it for it in items if it[3]]
     bad = [it[1] for it in items if not it[3]]
     x = torch.stack([it[0] for it in ok]) if ok else None
@@ -58,8 +54,6 @@ def collate(items):
 
 def forward(model, x, dev: str, precision: str, where: str, name: str) -> np.ndarray:
     """Features of one batch as float32 (N x D); NaN or inf is a one-line error naming the batch."""
-    import torch
-
     x = x.to(dev, non_blocking=True)
     if dev.startswith("cuda"):
         x = x.to(memory_format=torch.channels_last)

@@ -19,7 +19,7 @@ flags ['saturated'] and the reason in its params, and the call warns in one line
 `saturated="pca"` such a metric is scored on PCA-reduced features instead (flags ['pca'],
 `pca_dims` and the saturated value in params). NCTI on no more images than its PCA keeps
 components, and H-score on low-rank features (`metadb.metrics.hscore.inverts_rounding`), are stored
-with flags ['unstable'] and the reason in params, with one warning line per metric.
+with flags ['unstable'] and the reason in params, with one warning line per metric and reason.
 
 Each model is one task on an executor (metadb.executors; metadb.score_tasks runs it): the driver
 reads what the tasks need, closes the store while they run (readers and other writers are not
@@ -116,17 +116,18 @@ def score(db, target: str, model_names: list[str] | None, metric_names: list[str
 
 
 def _warnings(scores: list[Score]) -> list[str]:
-    """One line per score at its bound (stored flagged, or scored on PCA features instead), one for unstable NCTI."""
+    """One line per score at its bound (stored flagged, or scored on PCA features instead), one per unstable reason."""
     out = [f"{s.metric} for {s.model}: {s.params['saturated']}; stored flagged 'saturated' "
            f"(--saturated pca scores it on PCA features{', or use shrinkage_hscore' if s.metric == 'hscore' else ''})"
            for s in scores if "saturated" in s.flags]
     out += [f"{s.metric} for {s.model}: {s.params['saturated']}; scored on {s.params['pca_dims']} PCA "
             f"dimensions instead (flag 'pca')" for s in scores if "pca" in s.flags]
-    for metric in dict.fromkeys(s.metric for s in scores if "unstable" in s.flags):  # one line per metric
-        unstable = [s for s in scores if s.metric == metric and "unstable" in s.flags]
-        out.append(f"{metric} for {', '.join(s.model for s in unstable)}: {unstable[0].params['unstable']}; "
-                   f"stored flagged 'unstable'")
-    return out
+    unstable: dict[tuple[str, str], list[str]] = {}  # models sharing a reason (NCTI's is one N) share a line
+    for s in scores:
+        if "unstable" in s.flags:
+            unstable.setdefault((s.metric, s.params["unstable"]), []).append(s.model)
+    return out + [f"{metric} for {', '.join(models)}: {why}; stored flagged 'unstable'"
+                  for (metric, why), models in unstable.items()]
 
 
 def _commit(db_path: Path, tasks: list[ScoreTask], results: list[ScoreTaskResult], scores: list[Score],
@@ -235,11 +236,9 @@ def _combine(tasks: list[ScoreTask], results: list[ScoreTaskResult], wanted: lis
 
 def _ncti_score(model: str, value: float, r: ScoreTaskResult, params: dict) -> Score:
     """One candidate's NCTI; flagged 'unstable' (the reason in params) when its PCA keeps every image."""
-    params = {**params, "terms": list(r.ncti_terms)}
-    if r.ncti_degenerate:
-        return Score(model, "ncti", value, CANDIDATE_METRICS["ncti"], {**params, "unstable": r.ncti_degenerate},
-                     r.n_images, r.ncti_seconds, ["unstable"])
-    return Score(model, "ncti", value, CANDIDATE_METRICS["ncti"], params, r.n_images, r.ncti_seconds)
+    why = {"unstable": r.ncti_degenerate} if r.ncti_degenerate else {}
+    return Score(model, "ncti", value, CANDIDATE_METRICS["ncti"], {**params, "terms": list(r.ncti_terms), **why},
+                 r.n_images, r.ncti_seconds, list(why))
 
 
 def _run(tasks: list[ScoreTask], executor: str | Executor | None, workers: int | None,
